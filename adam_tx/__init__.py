@@ -1,0 +1,105 @@
+"""adam_tx: Adam-family gradient transformations for JAX and optax.
+
+Every piece of Adam is its own ``optax.GradientTransformation`` with pytree
+state; :func:`chain` composes them (and fuses adjacent adam_tx pieces into one
+elementwise pass per parameter).
+"""
+
+from optax import apply_updates
+
+from adam_tx import schedules
+from adam_tx._fusion import chain
+from adam_tx.adabelief import ScaleByBeliefState, scale_by_belief
+from adam_tx.adam import ScaleByAdamState, scale_by_adam
+from adam_tx.adamax import ScaleByAdamaxState, scale_by_adamax
+from adam_tx.alias import (
+    adabelief,
+    adagrad,
+    adam,
+    adamax,
+    adamw,
+    amsgrad,
+    nadam,
+    nadamw,
+    rmsprop,
+    sgd,
+)
+from adam_tx.amsgrad import ScaleByAmsgradState, scale_by_amsgrad
+from adam_tx.baselines import (
+    ScaleByAdagradState,
+    ScaleByRmsState,
+    ScaleByStddevState,
+    TraceState,
+    scale_by_adagrad,
+    scale_by_rms,
+    trace,
+)
+from adam_tx.bias_correction import BiasCorrectionState, bias_correction
+from adam_tx.clipping import (
+    AdaptiveGradClipState,
+    ClipByGlobalNormState,
+    ClipState,
+    adaptive_grad_clip,
+    clip,
+    clip_by_global_norm,
+    global_norm,
+)
+from adam_tx.hyperparams import get_hyperparams, set_hyperparams
+from adam_tx.learning_rate import (
+    ScaleByLearningRateState,
+    ScaleByScheduleState,
+    scale_by_learning_rate,
+    scale_by_schedule,
+)
+from adam_tx.weight_decay import AddDecayedWeightsState, add_decayed_weights, decay_mask
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdaptiveGradClipState",
+    "AddDecayedWeightsState",
+    "BiasCorrectionState",
+    "ClipByGlobalNormState",
+    "ClipState",
+    "ScaleByAdagradState",
+    "ScaleByAdamState",
+    "ScaleByAdamaxState",
+    "ScaleByAmsgradState",
+    "ScaleByBeliefState",
+    "ScaleByLearningRateState",
+    "ScaleByRmsState",
+    "ScaleByScheduleState",
+    "ScaleByStddevState",
+    "TraceState",
+    "adabelief",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "adaptive_grad_clip",
+    "add_decayed_weights",
+    "amsgrad",
+    "apply_updates",
+    "bias_correction",
+    "chain",
+    "clip",
+    "clip_by_global_norm",
+    "decay_mask",
+    "get_hyperparams",
+    "global_norm",
+    "nadam",
+    "nadamw",
+    "rmsprop",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_amsgrad",
+    "scale_by_belief",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "scale_by_schedule",
+    "schedules",
+    "set_hyperparams",
+    "sgd",
+    "trace",
+]

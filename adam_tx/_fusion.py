@@ -1,0 +1,277 @@
+"""How adam_tx pieces compose into one elementwise pass per parameter leaf.
+
+Every adam_tx transform is described by a :class:`Piece`: the math of one leaf
+(``leaf``) separated from the scalar work done once per step (``prepare`` and
+``finish``). A lone piece is an ordinary ``optax.GradientTransformation``; when
+pieces are chained with :func:`adam_tx.chain`, their leaf functions are
+composed, so that for each parameter the whole chain (clip, moments, bias
+correction, decay, learning rate) is a single expression that XLA compiles into
+one loop: no clipped-gradient or bias-corrected tree is ever written to memory.
+
+A piece that needs a global reduction of its input (the global norm for
+clipping, the finiteness test for the non-finite guard) declares
+``reduce_input``; the engine evaluates the preceding leaf functions inside that
+reduction, so the reduction reads the raw inputs and nothing intermediate is
+stored either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adam_tx._tree import check_same_structure, path_str
+
+Partials = tuple[jax.Array, ...]
+
+
+class LeafInfo(NamedTuple):
+    """Static facts about the leaf being updated."""
+
+    index: int
+    path: str
+
+
+class Piece(NamedTuple):
+    """One transform, split into its per-step scalar work and per-leaf math.
+
+    Attributes:
+      name: for error messages.
+      init: ``params -> state`` (a NamedTuple).
+      prepare: ``(state, params, reduced) -> ctx``; scalar work once per step
+        (count increment, bias corrections, schedule values). ``reduced`` is the
+        sum over leaves of ``reduce_input`` (or None).
+      leaf: ``(ctx, x, leaf_state, param, info) -> (x_out, leaf_state, partials)``
+        where ``leaf_state`` holds this leaf's entry of each field in ``fields``
+        and ``partials`` are float32 scalars summed over leaves for ``finish``.
+      finish: ``(state, ctx, new_fields, partial_sums) -> new_state``;
+        ``new_fields`` holds one tree per entry of ``fields``.
+      fields: names of state fields that hold one entry per parameter leaf.
+      reduce_input: optional ``x -> tuple of scalars`` summed over all leaves of
+        this piece's input before ``prepare``.
+      needs_params: whether ``leaf`` reads the parameter.
+    """
+
+    name: str
+    init: Callable[[Any], Any]
+    prepare: Callable[[Any, Any, Partials | None], Any]
+    leaf: Callable[..., tuple[jax.Array, tuple[Any, ...], Partials]]
+    finish: Callable[[Any, Any, tuple[Any, ...], Partials], Any]
+    fields: tuple[str, ...] = ()
+    reduce_input: Callable[[jax.Array], Partials] | None = None
+    needs_params: bool = False
+
+
+# A program is a Piece or a tuple of programs (a chain, whose state is a tuple).
+Program = Any
+
+
+class FusedUpdate:
+    """The ``update`` of a transform made of adam_tx pieces.
+
+    Kept as an object (not a closure) so that :func:`chain` can see the pieces
+    of its members and fuse across them.
+    """
+
+    def __init__(self, program: Program):
+        self.program = program
+
+    def __call__(self, updates, state, params=None, **extra_args):
+        del extra_args
+        return run_program(self.program, state, updates, params)
+
+
+def transformation(piece: Piece) -> optax.GradientTransformationExtraArgs:
+    """The ``GradientTransformation`` of a single piece."""
+    return optax.GradientTransformationExtraArgs(piece.init, FusedUpdate(piece))
+
+
+def program_of(tx: optax.GradientTransformation) -> Program | None:
+    update = tx.update
+    return update.program if isinstance(update, FusedUpdate) else None
+
+
+def _flatten(program: Program, state: Any) -> list[tuple[Piece, Any]]:
+    if isinstance(program, Piece):
+        return [(program, state)]
+    out = []
+    for sub, sub_state in zip(program, state, strict=True):
+        out.extend(_flatten(sub, sub_state))
+    return out
+
+
+def _unflatten(program: Program, states: list[Any]) -> Any:
+    if isinstance(program, Piece):
+        return states.pop(0)
+    return tuple(_unflatten(sub, states) for sub in program)
+
+
+def run_program(program: Program, state: Any, updates: Any, params: Any):
+    pairs = _flatten(program, state)
+    pieces = [p for p, _ in pairs]
+    new_updates, new_states = run_pieces(pieces, [s for _, s in pairs], updates, params)
+    return new_updates, _unflatten(program, list(new_states))
+
+
+def _split_fields(piece: Piece, state: Any, treedef, updates) -> list[tuple[Any, ...]]:
+    """Per leaf, the tuple of this piece's per-leaf state entries."""
+    per_field = []
+    for field in piece.fields:
+        tree = getattr(state, field)
+        try:
+            per_field.append(treedef.flatten_up_to(tree))
+        except (ValueError, TypeError):
+            check_same_structure(
+                tree, updates, "updates", f"state {piece.name}.{field}"
+            )
+            raise
+    n = treedef.num_leaves
+    return [tuple(f[j] for f in per_field) for j in range(n)]
+
+
+def _check_leaf_shapes(piece: Piece, leaf_states, g_leaves, paths) -> None:
+    for j, entries in enumerate(leaf_states):
+        for field, entry in zip(piece.fields, entries):
+            # Plain moments are arrays; other state formats check themselves.
+            shape = getattr(entry, "shape", None)
+            if shape is not None and tuple(shape) != tuple(jnp.shape(g_leaves[j])):
+                raise ValueError(
+                    f"updates do not match state {piece.name}.{field}: at "
+                    f"'{paths[j]}' expected shape {tuple(entry.shape)}, got "
+                    f"{jnp.shape(g_leaves[j])}"
+                )
+
+
+def _sum_partials(acc: Partials | None, part: Partials) -> Partials:
+    if acc is None:
+        return tuple(part)
+    return tuple(a + b for a, b in zip(acc, part, strict=True))
+
+
+def run_pieces(
+    pieces: Sequence[Piece], states: Sequence[Any], updates: Any, params: Any
+) -> tuple[Any, list[Any]]:
+    """Apply ``pieces`` in order as one fused pass; return updates and states."""
+    flat_with_path, treedef = jax.tree_util.tree_flatten_with_path(updates)
+    g_leaves = [leaf for _, leaf in flat_with_path]
+    paths = [path_str(p) for p, _ in flat_with_path]
+    n = len(g_leaves)
+    if any(p.needs_params for p in pieces) and params is None:
+        names = [p.name for p in pieces if p.needs_params]
+        raise ValueError(
+            f"{names[0]} needs `params`: call update(updates, state, params)"
+        )
+    if params is not None:
+        check_same_structure(params, updates, "updates", "params")
+        p_leaves = treedef.flatten_up_to(params)
+    else:
+        p_leaves = [None] * n
+    infos = [LeafInfo(j, paths[j]) for j in range(n)]
+    leaf_states = []
+    for piece, state in zip(pieces, states, strict=True):
+        split = _split_fields(piece, state, treedef, updates)
+        _check_leaf_shapes(piece, split, g_leaves, paths)
+        leaf_states.append(split)
+
+    ctxs: list[Any] = []
+
+    def forward(upto: int, j: int) -> jax.Array:
+        x = g_leaves[j]
+        for k in range(upto):
+            x = pieces[k].leaf(ctxs[k], x, leaf_states[k][j], p_leaves[j], infos[j])[0]
+        return x
+
+    for i, (piece, state) in enumerate(zip(pieces, states)):
+        reduced = None
+        if piece.reduce_input is not None:
+            for j in range(n):
+                reduced = _sum_partials(reduced, piece.reduce_input(forward(i, j)))
+            if reduced is None:  # empty tree
+                reduced = piece.reduce_input(jnp.zeros([0], jnp.float32))
+        ctxs.append(piece.prepare(state, params, reduced))
+
+    out_leaves = []
+    new_leaf_states: list[list[tuple[Any, ...]]] = [[] for _ in pieces]
+    partial_sums: list[Partials | None] = [None] * len(pieces)
+    for j in range(n):
+        x = g_leaves[j]
+        for i, piece in enumerate(pieces):
+            x, entries, part = piece.leaf(
+                ctxs[i], x, leaf_states[i][j], p_leaves[j], infos[j]
+            )
+            new_leaf_states[i].append(entries)
+            if part:
+                partial_sums[i] = _sum_partials(partial_sums[i], part)
+        # Arithmetic ran in the compute dtype; updates keep the gradient's dtype.
+        out_leaves.append(x.astype(jnp.result_type(g_leaves[j])))
+
+    new_states = []
+    for i, (piece, state) in enumerate(zip(pieces, states)):
+        fields = tuple(
+            treedef.unflatten([entries[f] for entries in new_leaf_states[i]])
+            for f in range(len(piece.fields))
+        )
+        new_states.append(piece.finish(state, ctxs[i], fields, partial_sums[i] or ()))
+    return treedef.unflatten(out_leaves), new_states
+
+
+def chain(
+    *transforms: optax.GradientTransformation,
+) -> optax.GradientTransformationExtraArgs:
+    """Apply transforms in sequence; a drop-in for :func:`optax.chain`.
+
+    The state is the same tuple of member states that ``optax.chain`` builds, so
+    checkpoints and state-walking code see no difference. Runs of adjacent
+    adam_tx transforms are fused into one elementwise pass per leaf (see module
+    docstring); any other optax transform in the chain runs as usual between
+    them, receiving the extra arguments ``optax.chain`` would pass.
+
+    Example:
+      >>> import adam_tx, optax, jax.numpy as jnp
+      >>> tx = adam_tx.chain(adam_tx.clip_by_global_norm(1.0), adam_tx.adamw(1e-3))
+      >>> params = {"w": jnp.ones(3)}
+      >>> updates, state = tx.update({"w": jnp.ones(3)}, tx.init(params), params)
+    """
+    programs = [program_of(t) for t in transforms]
+    if transforms and all(p is not None for p in programs):
+        init = _chain_init(transforms)
+        return optax.GradientTransformationExtraArgs(init, FusedUpdate(tuple(programs)))
+
+    init = _chain_init(transforms)
+    # Group adjacent fusable members; foreign transforms run on their own.
+    groups: list[tuple[list[int], Program | None]] = []
+    for idx, prog in enumerate(programs):
+        if prog is not None and groups and groups[-1][1] is not None:
+            groups[-1][0].append(idx)
+            groups[-1] = (groups[-1][0], groups[-1][1] + (prog,))
+        else:
+            groups.append(([idx], (prog,) if prog is not None else None))
+
+    def update(updates, state, params=None, **extra_args):
+        new_state = list(state)
+        for members, prog in groups:
+            if prog is None:
+                (idx,) = members
+                tx = optax.with_extra_args_support(transforms[idx])
+                updates, new_state[idx] = tx.update(
+                    updates, state[idx], params, **extra_args
+                )
+            else:
+                sub = tuple(state[i] for i in members)
+                updates, sub_new = run_program(prog, sub, updates, params)
+                for i, s in zip(members, sub_new):
+                    new_state[i] = s
+        return updates, tuple(new_state)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _chain_init(transforms):
+    def init(params):
+        return tuple(t.init(params) for t in transforms)
+
+    return init

@@ -1,0 +1,106 @@
+"""The common shape of a stateful adam_tx transform.
+
+Most transforms keep a step count, a dict of hyperparameters and zero or more
+per-parameter moments, and do the same scalar bookkeeping each step. That
+bookkeeping is written here once; a transform supplies only its per-leaf math.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+from adam_tx import _fusion, hyperparams
+from adam_tx._counting import safe_increment, zero_count
+from adam_tx._dtypes import compute_dtype
+from adam_tx._tree import check_float_leaves
+
+
+class StepCtx(NamedTuple):
+    """Per-step scalars: the new count, hyperparameters in force, and extras."""
+
+    count: jax.Array
+    hp: dict[str, jax.Array]
+    scalars: dict[str, jax.Array]
+    static: Any = None
+
+
+class LeafScalars(NamedTuple):
+    """``StepCtx`` values cast to one leaf's compute dtype, for the math."""
+
+    hp: dict[str, jax.Array]
+    scalars: dict[str, jax.Array]
+    param: jax.Array | None
+    info: _fusion.LeafInfo
+    static: Any = None
+
+
+def _cast(d: dict[str, jax.Array], dtype) -> dict[str, jax.Array]:
+    return {k: v.astype(dtype) for k, v in d.items()}
+
+
+def counted_transform(
+    name: str,
+    state_cls: type,
+    hypers: tuple[hyperparams.Hyper, ...],
+    formats: dict[str, Any],
+    math: Callable[..., tuple[jax.Array, tuple[jax.Array, ...]]],
+    *,
+    scalars: Callable[[dict, jax.Array], dict] = lambda hp, count: {},
+    needs_params: bool = False,
+    static: Callable[[Any], Any] | None = None,
+    init_moment: Callable[[str, jax.Array, Any], Any] | None = None,
+):
+    """Build the GradientTransformation of a counted, moment-keeping transform.
+
+    ``state_cls`` has fields ``count``, one per key of ``formats`` (in order),
+    and ``hyperparams``. ``math(c, g, *moments) -> (update, new_moments)`` gets
+    the leaf's gradient and loaded moments in the compute dtype and ``c``, a
+    :class:`LeafScalars`. ``scalars(hp, count)`` computes per-step scalars
+    (e.g. bias corrections) once, outside the leaf loop. ``static(params)``
+    computes trace-time facts about the parameters (e.g. a decay mask), passed
+    to ``math`` as ``c.static``.
+    """
+    fields = tuple(formats)
+    fmts = tuple(formats.values())
+
+    def init(params):
+        check_float_leaves(params)
+        moments = {
+            f: jax.tree.map(
+                (lambda p, f=f, fmt=fmt: init_moment(f, p, fmt))
+                if init_moment
+                else fmt.init,
+                params,
+            )
+            for f, fmt in zip(fields, fmts)
+        }
+        return state_cls(
+            count=zero_count(), **moments, hyperparams=hyperparams.init_values(hypers)
+        )
+
+    def prepare(state, params, reduced):
+        hp = hyperparams.current_values(hypers, state.hyperparams, state.count)
+        count = safe_increment(state.count)
+        extra = static(params) if static is not None else None
+        return StepCtx(count, hp, scalars(hp, count), extra)
+
+    def leaf(ctx, x, entries, p, info):
+        dtype = compute_dtype(x.dtype)
+        c = LeafScalars(
+            _cast(ctx.hp, dtype), _cast(ctx.scalars, dtype), p, info, ctx.static
+        )
+        loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, entries)]
+        u, new = math(c, x.astype(dtype), *loaded)
+        stored = tuple(fmt.store(v, e) for fmt, v, e in zip(fmts, new, entries))
+        return u, stored, ()
+
+    def finish(state, ctx, new_fields, partials):
+        return state._replace(
+            count=ctx.count, hyperparams=ctx.hp, **dict(zip(fields, new_fields))
+        )
+
+    piece = _fusion.Piece(name, init, prepare, leaf, finish, fields, None, needs_params)
+    return _fusion.transformation(piece)

@@ -1,0 +1,79 @@
+"""AdaBelief: Adam whose second moment tracks the "belief" in the gradient,
+the squared deviation of the gradient from its EMA (Zhuang et al., "AdaBelief
+Optimizer: Adapting Stepsizes by the Belief in Observed Gradients", NeurIPS
+2020), in optax's form:
+
+    m_t = b1 m_{t-1} + (1 - b1) g_t
+    s_t = b2 s_{t-1} + (1 - b2) (g_t - m_t)^2 + eps_root
+    u_t = m_hat / (sqrt(s_hat) + eps)
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+from adam_tx._stateful import counted_transform
+from adam_tx.adam import (
+    adam_corrections,
+    adam_hypers,
+    check_adam_args,
+    first_moment_direction,
+)
+from adam_tx.bias_correction import debias
+from adam_tx.moments import adaptive_step, ema, ema_sq
+from adam_tx.state_format import moment_format
+
+
+class ScaleByBeliefState(NamedTuple):
+    count: jax.Array
+    mu: Any
+    nu: Any
+    hyperparams: dict
+
+
+def scale_by_belief(
+    b1=0.9,
+    b2=0.999,
+    eps=1e-16,
+    eps_root=1e-16,
+    *,
+    mu_dtype=None,
+    nu_dtype=None,
+    nesterov: bool = False,
+):
+    """Rescale updates by AdaBelief's moment estimates (module docstring).
+
+    Defaults (eps = eps_root = 1e-16) are optax's and the paper's.
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.scale_by_belief()
+    >>> u, _ = tx.update(jnp.array([1.0]), tx.init(jnp.zeros(1)))
+    >>> round(u.tolist()[0], 4)  # m_hat = 1, s_hat = 0.9^2: 1 / 0.9
+    1.1111
+
+    References:
+      Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
+      Observed Gradients", NeurIPS 2020.
+    """
+    check_adam_args(b1, b2, eps, eps_root)
+    formats = {
+        "mu": moment_format("mu_dtype", mu_dtype),
+        "nu": moment_format("nu_dtype", nu_dtype),
+    }
+
+    def math(c, g, m, s):
+        m = ema(m, g, c.hp["b1"], c.hp["1-b1"])
+        s = ema_sq(s, g - m, c.hp["b2"], c.hp["1-b2"]) + c.hp["eps_root"]
+        m_hat = first_moment_direction(c, m, g, bias_correction=True, nesterov=nesterov)
+        return adaptive_step(m_hat, debias(s, c.scalars["c2"]), c.hp["eps"]), (m, s)
+
+    return counted_transform(
+        "scale_by_belief",
+        ScaleByBeliefState,
+        adam_hypers(b1, b2, eps, eps_root),
+        formats,
+        math,
+        scalars=adam_corrections(True, nesterov),
+    )

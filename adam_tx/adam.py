@@ -1,0 +1,144 @@
+"""Adam's moment estimation and preconditioning: :func:`scale_by_adam`.
+
+    m_t = b1 m_{t-1} + (1 - b1) g_t            v_t = b2 v_{t-1} + (1 - b2) g_t^2
+    m_hat = m_t / (1 - b1^t)                   v_hat = v_t / (1 - b2^t)
+    u_t = m_hat / (sqrt(v_hat + eps_root) + eps)
+
+With ``nesterov=True`` (NAdam, optax's form) ``m_hat`` is replaced by
+``b1 m_t / (1 - b1^{t+1}) + (1 - b1) g_t / (1 - b1^t)``.
+
+References:
+  Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+  Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+from adam_tx import hyperparams
+from adam_tx._counting import safe_increment
+from adam_tx._stateful import counted_transform
+from adam_tx._validate import check_decay, check_nonnegative
+from adam_tx.bias_correction import correction, debias
+from adam_tx.moments import adaptive_step, ema, ema_sq, nesterov_momentum
+from adam_tx.state_format import moment_format
+
+
+class ScaleByAdamState(NamedTuple):
+    """State of :func:`scale_by_adam`: count first, as in optax."""
+
+    count: jax.Array
+    mu: Any
+    nu: Any
+    hyperparams: dict
+
+
+def check_adam_args(b1, b2, eps, eps_root) -> None:
+    check_decay("b1", b1)
+    check_decay("b2", b2)
+    check_nonnegative("eps", eps)
+    check_nonnegative("eps_root", eps_root)
+
+
+def adam_hypers(b1, b2, eps, eps_root) -> tuple[hyperparams.Hyper, ...]:
+    return (
+        hyperparams.Hyper("b1", b1, complement=True),
+        hyperparams.Hyper("b2", b2, complement=True),
+        hyperparams.Hyper("eps", eps),
+        hyperparams.Hyper("eps_root", eps_root),
+    )
+
+
+def adam_corrections(bias_correction: bool, nesterov: bool):
+    """Per-step bias corrections ``1 - b^t`` (and ``1 - b1^{t+1}`` for NAdam)."""
+
+    def scalars(hp, count):
+        if not bias_correction:
+            return {}
+        out = {"c1": correction(hp["1-b1"], count), "c2": correction(hp["1-b2"], count)}
+        if nesterov:
+            out["c1_next"] = correction(hp["1-b1"], safe_increment(count))
+        return out
+
+    return scalars
+
+
+def first_moment_direction(c, m, g, *, bias_correction: bool, nesterov: bool):
+    """``m_hat`` (or NAdam's look-ahead) from the updated first moment."""
+    b1, c1 = c.hp["b1"], c.hp["1-b1"]
+    if not bias_correction:
+        return nesterov_momentum(m, g, b1, c1) if nesterov else m
+    if nesterov:
+        return nesterov_momentum(
+            debias(m, c.scalars["c1_next"]), debias(g, c.scalars["c1"]), b1, c1
+        )
+    return debias(m, c.scalars["c1"])
+
+
+def scale_by_adam(
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    eps_root=0.0,
+    *,
+    bias_correction: bool = True,
+    mu_dtype=None,
+    nu_dtype=None,
+    nesterov: bool = False,
+):
+    """Rescale updates by Adam's bias-corrected moment estimates.
+
+    ``u = m_hat / (sqrt(v_hat + eps_root) + eps)`` (module docstring has the
+    full recurrence). The result is a direction; chain
+    :func:`adam_tx.scale_by_learning_rate` to take a step.
+
+    Args:
+      b1: decay of the first moment, in [0, 1); a float or a schedule of the step
+        (e.g. :func:`adam_tx.schedules.one_cycle_momentum`).
+      b2: decay of the second moment, in [0, 1); float or schedule.
+      eps: added to the denominator outside the square root (>= 0).
+      eps_root: added inside the square root (>= 0).
+      bias_correction: divide the moments by ``1 - b^t``; False gives the
+        uncorrected EMAs (seed section 6 shows why early steps then shrink).
+      mu_dtype: storage dtype of the first moment (default: the parameter's).
+      nu_dtype: storage dtype of the second moment (default: the parameter's).
+      nesterov: use NAdam's Nesterov look-ahead for the first moment.
+
+    Returns:
+      An ``optax.GradientTransformation`` with state :class:`ScaleByAdamState`.
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.scale_by_adam()
+    >>> u, _ = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+    >>> [round(x, 6) for x in u.tolist()]  # first step: g / (|g| + eps)
+    [1.0, -1.0]
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+    """
+    check_adam_args(b1, b2, eps, eps_root)
+    formats = {
+        "mu": moment_format("mu_dtype", mu_dtype),
+        "nu": moment_format("nu_dtype", nu_dtype),
+    }
+
+    def math(c, g, m, v):
+        m = ema(m, g, c.hp["b1"], c.hp["1-b1"])
+        v = ema_sq(v, g, c.hp["b2"], c.hp["1-b2"])
+        m_hat = first_moment_direction(
+            c, m, g, bias_correction=bias_correction, nesterov=nesterov
+        )
+        v_hat = debias(v, c.scalars["c2"]) if bias_correction else v
+        return adaptive_step(m_hat, v_hat, c.hp["eps"], c.hp["eps_root"]), (m, v)
+
+    return counted_transform(
+        "scale_by_adam",
+        ScaleByAdamState,
+        adam_hypers(b1, b2, eps, eps_root),
+        formats,
+        math,
+        scalars=adam_corrections(bias_correction, nesterov),
+    )

@@ -1,0 +1,70 @@
+"""Adamax: Adam with the infinity norm in place of the second moment (Kingma &
+Ba 2015, section 7.1):
+
+    m_t = b1 m_{t-1} + (1 - b1) g_t
+    u_t = max(b2 u_{t-1}, |g_t| + eps)
+    step = (m_t / (1 - b1^t)) / u_t
+
+eps sits inside the max, as in torch.optim.Adamax and optax.adamax, so the two
+libraries agree; the infinity norm needs no bias correction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+from adam_tx import hyperparams
+from adam_tx._stateful import counted_transform
+from adam_tx._validate import check_decay, check_nonnegative
+from adam_tx.bias_correction import correction, debias
+from adam_tx.moments import ema, ema_infinity_norm
+from adam_tx.state_format import moment_format
+
+
+class ScaleByAdamaxState(NamedTuple):
+    count: jax.Array
+    mu: Any
+    nu: Any
+    hyperparams: dict
+
+
+def scale_by_adamax(b1=0.9, b2=0.999, eps=1e-8, *, mu_dtype=None, nu_dtype=None):
+    """Rescale updates by Adamax's bias-corrected first moment over the
+    exponentially weighted infinity norm (module docstring).
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.scale_by_adamax()
+    >>> u, _ = tx.update(jnp.array([-2.0]), tx.init(jnp.zeros(1)))
+    >>> round(u.tolist()[0], 6)
+    -1.0
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, 7.1.
+    """
+    check_decay("b1", b1)
+    check_decay("b2", b2)
+    check_nonnegative("eps", eps)
+    formats = {
+        "mu": moment_format("mu_dtype", mu_dtype),
+        "nu": moment_format("nu_dtype", nu_dtype),
+    }
+
+    def math(c, g, m, u):
+        m = ema(m, g, c.hp["b1"], c.hp["1-b1"])
+        u = ema_infinity_norm(u, g, c.hp["b2"], c.hp["eps"])
+        return debias(m, c.scalars["c1"]) / u, (m, u)
+
+    return counted_transform(
+        "scale_by_adamax",
+        ScaleByAdamaxState,
+        (
+            hyperparams.Hyper("b1", b1, complement=True),
+            hyperparams.Hyper("b2", b2),
+            hyperparams.Hyper("eps", eps),
+        ),
+        formats,
+        math,
+        scalars=lambda hp, count: {"c1": correction(hp["1-b1"], count)},
+    )

@@ -1,0 +1,148 @@
+"""Hyperparameters held in the optimizer state.
+
+Every rate of an adam_tx transform (learning rate, b1, b2, eps, weight decay, ...)
+lives in its state as a scalar of :func:`adam_tx._dtypes.hyper_dtype` (float32,
+float64 under ``jax_enable_x64``), never in the parameter dtype. A constant is
+read from the state each step, so :func:`set_hyperparams` changes it between
+steps without recompiling; a schedule is evaluated at the step count and its
+value written to the state, so it can be logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adam_tx._dtypes import hyper_dtype
+from adam_tx._validate import is_schedule
+
+
+class Hyper(NamedTuple):
+    """A named hyperparameter: a constant or a schedule of the step count.
+
+    ``complement=True`` (decay rates) also keeps ``1 - value`` under the name
+    ``"1-<name>"``, computed in float64 from the Python number: in float32,
+    ``1 - float32(0.999)`` is 1.3e-5 away from 0.001, while torch.optim and optax
+    both use the exact complement.
+    """
+
+    name: str
+    value: float | Callable[[jax.Array], jax.Array]
+    complement: bool = False
+
+
+def complement_name(name: str) -> str:
+    return "1-" + name
+
+
+def _with_complement(name: str, value: Any, complement: bool) -> dict[str, jax.Array]:
+    out = {name: jnp.asarray(value, hyper_dtype())}
+    if complement:
+        try:  # a concrete number: take the complement in float64
+            comp = 1.0 - np.float64(value)
+        except (TypeError, jax.errors.TracerArrayConversionError):
+            comp = 1 - out[name]
+        out[complement_name(name)] = jnp.asarray(comp, hyper_dtype())
+    return out
+
+
+def init_values(hypers: tuple[Hyper, ...]) -> dict[str, jax.Array]:
+    """The hyperparameter dict stored in a freshly initialised state."""
+    zero = jnp.zeros([], jnp.int32)
+    out: dict[str, jax.Array] = {}
+    for h in hypers:
+        value = h.value(zero) if is_schedule(h.value) else h.value
+        out.update(_with_complement(h.name, value, h.complement))
+    return out
+
+
+def current_values(
+    hypers: tuple[Hyper, ...], stored: Mapping[str, jax.Array], count: jax.Array
+) -> dict[str, jax.Array]:
+    """Values in force at ``count``: schedules are evaluated, constants read."""
+    out = {}
+    for h in hypers:
+        if is_schedule(h.value):
+            out.update(_with_complement(h.name, h.value(count), h.complement))
+        else:
+            out[h.name] = jnp.asarray(stored[h.name], hyper_dtype())
+            if h.complement:
+                key = complement_name(h.name)
+                out[key] = jnp.asarray(stored[key], hyper_dtype())
+    return out
+
+
+def _has_hyperparams(node: Any) -> bool:
+    return (
+        isinstance(node, tuple)
+        and hasattr(node, "_fields")
+        and "hyperparams" in node._fields
+        and isinstance(node.hyperparams, dict)
+    )
+
+
+def set_hyperparams(opt_state: Any, **values: Any) -> Any:
+    """Return ``opt_state`` with the named hyperparameters replaced.
+
+    Works inside and outside ``jax.jit``; the new values are arrays in the state,
+    so the compiled step is reused (no recompilation). Every adam_tx state in the
+    tree that holds a hyperparameter of that name is updated (inside ``chain``,
+    ``optax.masked``, ``optax.MultiSteps``...). A hyperparameter given as a
+    schedule is recomputed at the next step, so setting it has no lasting effect.
+
+    Args:
+      opt_state: the state returned by ``init`` / ``update``.
+      **values: e.g. ``learning_rate=3e-4, b2=0.95``.
+
+    Returns:
+      A state of the same structure.
+
+    Raises:
+      KeyError: if a name matches no hyperparameter in the state (the message lists
+        the names that exist).
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> opt = adam_tx.adamw(1e-3)
+    >>> state = opt.init({"w": jnp.ones(3)})
+    >>> state = adam_tx.set_hyperparams(state, learning_rate=3e-4)
+    >>> float(adam_tx.get_hyperparams(state)["learning_rate"])  # doctest: +ELLIPSIS
+    0.0003...
+    """
+    found: set[str] = set()
+
+    def replace(node: Any) -> Any:
+        if not _has_hyperparams(node):
+            return node
+        new = dict(node.hyperparams)
+        for name, value in values.items():
+            if name in new:
+                new.update(_with_complement(name, value, complement_name(name) in new))
+                found.add(name)
+        return node._replace(hyperparams=new)
+
+    out = jax.tree.map(replace, opt_state, is_leaf=_has_hyperparams)
+    missing = set(values) - found
+    if missing:
+        raise KeyError(
+            f"no hyperparameter named {sorted(missing)} in the optimizer state; "
+            f"available: {sorted(get_hyperparams(opt_state))}"
+        )
+    return out
+
+
+def get_hyperparams(opt_state: Any) -> dict[str, jax.Array]:
+    """The hyperparameter values in the state, by name (first occurrence wins)."""
+    out: dict[str, jax.Array] = {}
+
+    def visit(node: Any) -> Any:
+        if _has_hyperparams(node):
+            for name, value in node.hyperparams.items():
+                out.setdefault(name, value)
+        return node
+
+    jax.tree.map(visit, opt_state, is_leaf=_has_hyperparams)
+    return out

@@ -1,0 +1,80 @@
+"""Scaling by the learning rate (or any schedule), the last step of a chain.
+
+``u <- -lr_t u``: optax's sign convention, so that ``optax.apply_updates``
+(``p + u``) descends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+
+from adam_tx import hyperparams
+from adam_tx._stateful import counted_transform
+from adam_tx._validate import check_callable, check_nonnegative
+
+
+class ScaleByLearningRateState(NamedTuple):
+    count: jax.Array
+    hyperparams: dict
+
+
+class ScaleByScheduleState(NamedTuple):
+    count: jax.Array
+    hyperparams: dict
+
+
+def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True):
+    """Multiply updates by ``-learning_rate`` (``+`` with ``flip_sign=False``).
+
+    The learning rate in force is kept in the state as ``learning_rate``, so it
+    can be logged (:func:`adam_tx.get_hyperparams`) or changed between steps
+    without recompiling (:func:`adam_tx.set_hyperparams`).
+
+    Args:
+      learning_rate: a float >= 0 or a schedule of the step count (the count of
+        this transform, starting at 0 for the first update).
+      flip_sign: negate, so that adding the update to the parameters descends.
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.scale_by_learning_rate(0.1)
+    >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0].tolist()
+    [-0.10000000149011612, -0.10000000149011612]
+    """
+    check_nonnegative("learning_rate", learning_rate)
+    sign = -1 if flip_sign else 1
+
+    def math(c, g):
+        return sign * c.hp["learning_rate"] * g, ()
+
+    return counted_transform(
+        "scale_by_learning_rate",
+        ScaleByLearningRateState,
+        (hyperparams.Hyper("learning_rate", learning_rate),),
+        {},
+        math,
+    )
+
+
+def scale_by_schedule(step_size_fn: Callable[[jax.Array], jax.Array]):
+    """Multiply updates by ``step_size_fn(count)`` (no sign flip), as optax does.
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.scale_by_schedule(lambda t: 2.0 ** t)
+    >>> tx.update(jnp.ones(1), tx.init(jnp.ones(1)))[0].tolist()
+    [1.0]
+    """
+    check_callable("step_size_fn", step_size_fn)
+
+    def math(c, g):
+        return c.hp["scale"] * g, ()
+
+    return counted_transform(
+        "scale_by_schedule",
+        ScaleByScheduleState,
+        (hyperparams.Hyper("scale", step_size_fn),),
+        {},
+        math,
+    )

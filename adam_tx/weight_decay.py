@@ -1,0 +1,123 @@
+"""Decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight Decay
+Regularization", ICLR 2019): ``u <- u + wd * p``, applied after the adaptive
+preconditioning and before the learning rate, so that the step is
+``p <- p - lr * (adam_direction + wd * p)`` exactly as torch.optim.AdamW and
+optax.adamw take it. Placed before the preconditioner instead, the same
+transform is classical L2 regularisation (torch's ``Adam(weight_decay=...)``,
+``SGD(weight_decay=...)``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from adam_tx import hyperparams
+from adam_tx._stateful import counted_transform
+from adam_tx._tree import check_same_structure, path_str
+from adam_tx._validate import check_nonnegative
+
+DEFAULT_EXCLUDE = ("bias", "scale", "norm", "embed")
+
+
+class AddDecayedWeightsState(NamedTuple):
+    count: jax.Array
+    hyperparams: dict
+
+
+def decay_mask(params: Any, *, exclude: Iterable[str] = DEFAULT_EXCLUDE) -> Any:
+    """The usual weight-decay mask: False for biases, norm scales, embeddings.
+
+    A leaf is excluded when any component of its path contains one of
+    ``exclude`` (case-insensitive), e.g. ``LayerNorm_0/scale``, ``Dense_0/bias``
+    or ``Embed_0/embedding``.
+
+    Args:
+      params: the parameter pytree.
+      exclude: path fragments that mark a leaf as not decayed.
+
+    Returns:
+      A pytree of Python bools with the structure of ``params`` (True: decay).
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> p = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
+    >>> adam_tx.decay_mask(p)
+    {'dense': {'bias': False, 'kernel': True}}
+    """
+    tokens = tuple(t.lower() for t in exclude)
+
+    def keep(path, leaf):
+        parts = path_str(path).lower().split("/")
+        return not any(tok in part for tok in tokens for part in parts)
+
+    return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def _is_path_predicate(fn: Callable[..., Any]) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(positional) == 2
+
+
+def resolve_mask(mask: Any, params: Any) -> list[Any]:
+    """Per leaf of ``params``: True, False, or a boolean array."""
+    leaves_with_path = jax.tree_util.tree_flatten_with_path(params)[0]
+    if mask is None:
+        return [True] * len(leaves_with_path)
+    if callable(mask):
+        if _is_path_predicate(mask):
+            return [bool(mask(path_str(p), leaf)) for p, leaf in leaves_with_path]
+        mask = mask(params)
+    check_same_structure(params, mask, "weight-decay mask", "params", shapes=False)
+    return jax.tree.leaves(mask)
+
+
+def add_decayed_weights(weight_decay=1e-4, mask=None):
+    """Add ``weight_decay * params`` to the updates (decoupled weight decay).
+
+    Args:
+      weight_decay: the coefficient (>= 0), a float or a schedule of the step.
+        Note torch.optim.AdamW defaults to 1e-2; adam_tx and optax to 1e-4.
+      mask: which leaves decay: None (all), a pytree of bools like params, a
+        callable ``params -> pytree of bools`` (e.g. :func:`decay_mask`), or a
+        predicate ``(path: str, leaf) -> bool`` on the ``/``-joined key path.
+
+    Returns:
+      An ``optax.GradientTransformation``; ``update`` needs ``params``.
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.add_decayed_weights(0.5, mask=lambda path, p: path != "b")
+    >>> params = {"w": jnp.ones(1), "b": jnp.ones(1)}
+    >>> u, _ = tx.update({"w": jnp.zeros(1), "b": jnp.zeros(1)}, tx.init(params), params)
+    >>> u["w"].tolist(), u["b"].tolist()
+    ([0.5], [0.0])
+    """
+    check_nonnegative("weight_decay", weight_decay)
+
+    def math(c, g):
+        on = c.static[c.info.index]
+        if on is False:
+            return g, ()
+        decayed = g + c.hp["weight_decay"] * c.param.astype(g.dtype)
+        return (decayed if on is True else jnp.where(on, decayed, g)), ()
+
+    return counted_transform(
+        "add_decayed_weights",
+        AddDecayedWeightsState,
+        (hyperparams.Hyper("weight_decay", weight_decay),),
+        {},
+        math,
+        needs_params=True,
+        static=lambda params: resolve_mask(mask, params),
+    )
