@@ -51,6 +51,9 @@ from adam_tx.learning_rate import (
     scale_by_learning_rate,
     scale_by_schedule,
 )
+from adam_tx.loss_scale import LossScaleState, loss_scaling, scale_loss
+from adam_tx.nonfinite import SkipNonfiniteState, skip_nonfinite
+from adam_tx.stats import TrackStatsState, stats, track_stats
 from adam_tx.weight_decay import AddDecayedWeightsState, add_decayed_weights, decay_mask
 
 __version__ = "0.1.0"
@@ -61,6 +64,7 @@ __all__ = [
     "BiasCorrectionState",
     "ClipByGlobalNormState",
     "ClipState",
+    "LossScaleState",
     "ScaleByAdagradState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
@@ -70,7 +74,9 @@ __all__ = [
     "ScaleByRmsState",
     "ScaleByScheduleState",
     "ScaleByStddevState",
+    "SkipNonfiniteState",
     "TraceState",
+    "TrackStatsState",
     "adabelief",
     "adagrad",
     "adam",
@@ -87,6 +93,7 @@ __all__ = [
     "decay_mask",
     "get_hyperparams",
     "global_norm",
+    "loss_scaling",
     "nadam",
     "nadamw",
     "rmsprop",
@@ -98,8 +105,13 @@ __all__ = [
     "scale_by_learning_rate",
     "scale_by_rms",
     "scale_by_schedule",
+    "scale_loss",
     "schedules",
+    "sharding",
     "set_hyperparams",
     "sgd",
+    "skip_nonfinite",
+    "stats",
     "trace",
+    "track_stats",
 ]

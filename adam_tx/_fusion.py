@@ -66,8 +66,29 @@ class Piece(NamedTuple):
     needs_params: bool = False
 
 
-# A program is a Piece or a tuple of programs (a chain, whose state is a tuple).
+# A program is a Piece, a Wrapper, or a tuple of programs (a chain, whose state
+# is a tuple).
 Program = Any
+
+
+class Wrapper(NamedTuple):
+    """A program whose state holds the state of an ``inner`` program.
+
+    Wrappers such as the non-finite guard and loss scaling run a piece of their
+    own (the head) before the inner pieces and alter each inner piece, all in
+    the same fused pass. ``expand(state)`` is called once per update with the
+    wrapper's state and returns the head piece and the function applied to every
+    inner piece; as the engine prepares pieces in order, the head's ``prepare``
+    runs before any inner piece's, so both may share per-update values through
+    that call's closure. ``inner_of(state)`` and ``with_inner(state, inner)``
+    read and replace the inner state within the wrapper's state.
+    """
+
+    name: str
+    inner: Program
+    expand: Callable[[Any], tuple[Piece, Callable[[Piece], Piece]]]
+    inner_of: Callable[[Any], Any]
+    with_inner: Callable[[Any, Any], Any]
 
 
 class FusedUpdate:
@@ -98,6 +119,10 @@ def program_of(tx: optax.GradientTransformation) -> Program | None:
 def _flatten(program: Program, state: Any) -> list[tuple[Piece, Any]]:
     if isinstance(program, Piece):
         return [(program, state)]
+    if isinstance(program, Wrapper):
+        head, wrap = program.expand(state)
+        inner = _flatten(program.inner, program.inner_of(state))
+        return [(head, state)] + [(wrap(p), s) for p, s in inner]
     out = []
     for sub, sub_state in zip(program, state, strict=True):
         out.extend(_flatten(sub, sub_state))
@@ -107,6 +132,9 @@ def _flatten(program: Program, state: Any) -> list[tuple[Piece, Any]]:
 def _unflatten(program: Program, states: list[Any]) -> Any:
     if isinstance(program, Piece):
         return states.pop(0)
+    if isinstance(program, Wrapper):
+        head_state = states.pop(0)
+        return program.with_inner(head_state, _unflatten(program.inner, states))
     return tuple(_unflatten(sub, states) for sub in program)
 
 

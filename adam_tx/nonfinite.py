@@ -1,0 +1,222 @@
+"""The non-finite guard: skip a step whose gradients hold a NaN or an Inf.
+
+    finite_t = isfinite(sum_leaves sum(g^2))
+    params, inner state <- unchanged (updates = 0)   if not finite_t
+    consecutive_t = 0 if finite_t else consecutive_{t-1} + 1
+    total_t = total_{t-1} + (not finite_t)
+
+The test reads every gradient once, as a sum of squares accumulated in at
+least float32: NaN and Inf propagate through it, and a finite gradient whose
+squared norm overflows (norm > ~1.8e19 in float32) is treated as non-finite
+too. When the inner transform is made of adam_tx pieces, the test is a
+``reduce_input`` of the fused pass and the selection between the new and the
+old state happens inside the same per-leaf loop, so the guard adds no pass
+over the parameters or moments. Any other inner transform is run as usual and
+its results selected afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adam_tx import _fusion
+from adam_tx._counting import INT32_MAX
+from adam_tx._dtypes import hyper_dtype
+from adam_tx.clipping import sum_of_squares
+
+
+class SkipNonfiniteState(NamedTuple):
+    """State of :func:`skip_nonfinite`.
+
+    ``total``: steps skipped so far; ``consecutive``: skipped in a row up to the
+    last step; ``failed``: ``consecutive >= max_consecutive`` (always False
+    without a limit); ``grad_norm``: global norm of the last gradients seen
+    (inf or NaN on a skipped step).
+    """
+
+    total: jax.Array
+    consecutive: jax.Array
+    failed: jax.Array
+    grad_norm: jax.Array
+    inner_state: Any
+
+
+def _saturating_add(count: jax.Array, inc: jax.Array) -> jax.Array:
+    return jnp.where(count < INT32_MAX, count + inc, count).astype(jnp.int32)
+
+
+def count_skips(
+    total: jax.Array, consecutive: jax.Array, finite: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """``(total, consecutive)`` after a step that was ``finite`` or skipped."""
+    skipped = jnp.logical_not(finite).astype(jnp.int32)
+    consecutive = jnp.where(finite, 0, _saturating_add(consecutive, 1))
+    return _saturating_add(total, skipped), consecutive.astype(jnp.int32)
+
+
+def select(finite: jax.Array, new: Any, old: Any) -> Any:
+    """``new`` where the step was finite, ``old`` elsewhere, leaf by leaf."""
+    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+
+def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
+    """``piece`` made a no-op (zero output, state unchanged) unless ``finite()``.
+
+    ``finite`` is read in ``prepare`` (after the guard's head has computed it);
+    the per-leaf selection runs inside the fused leaf loop, and ``finish``
+    selects only the per-step fields (per-leaf fields were selected per leaf).
+    """
+
+    def prepare(state, params, reduced):
+        return finite(), piece.prepare(state, params, reduced)
+
+    def leaf(ctx, x, entries, p, info):
+        ok, inner_ctx = ctx
+        y, new_entries, parts = piece.leaf(inner_ctx, x, entries, p, info)
+        y = jnp.where(ok, y, jnp.zeros_like(y))
+        return y, select(ok, tuple(new_entries), tuple(entries)), parts
+
+    def finish(state, ctx, new_fields, partials):
+        ok, inner_ctx = ctx
+        new = piece.finish(state, inner_ctx, new_fields, partials)
+        if not piece.fields:
+            return select(ok, new, state)
+        kept = {f: getattr(new, f) for f in piece.fields}
+        rest = new._replace(**{f: None for f in piece.fields})
+        old = state._replace(**{f: None for f in piece.fields})
+        return select(ok, rest, old)._replace(**kept)
+
+    return piece._replace(prepare=prepare, leaf=leaf, finish=finish)
+
+
+def guarded_transform(
+    name: str,
+    inner: optax.GradientTransformation,
+    init: Callable[[Any], Any],
+    head: Callable[[Any, Callable[[jax.Array], None]], _fusion.Piece],
+    plain: Callable[..., Any],
+) -> optax.GradientTransformationExtraArgs:
+    """A wrapper that runs ``inner`` only on steps its head finds finite.
+
+    ``init(params)`` builds the wrapper state (field ``inner_state``).
+    ``head(state, set_finite)`` builds the wrapper's own piece for one update;
+    its ``prepare`` must call ``set_finite(flag)``. ``plain(updates, state,
+    params, **extra)`` is the unfused update used when ``inner`` is not made of
+    adam_tx pieces.
+    """
+    program = _fusion.program_of(inner)
+    if program is None:
+        return optax.GradientTransformationExtraArgs(init, plain)
+
+    def expand(state):
+        flag: list[jax.Array] = []
+        return head(state, flag.append), lambda p: guard_piece(p, lambda: flag[-1])
+
+    wrapper = _fusion.Wrapper(
+        name,
+        program,
+        expand,
+        lambda s: s.inner_state,
+        lambda s, inner_state: s._replace(inner_state=inner_state),
+    )
+    return optax.GradientTransformationExtraArgs(init, _fusion.FusedUpdate(wrapper))
+
+
+def sum_of_squares_tree(tree: Any, scale: jax.Array | None = None) -> jax.Array:
+    """``sum_leaves sum((scale * g)^2)`` in ``hyper_dtype()`` (>= float32)."""
+    total = jnp.zeros([], hyper_dtype())
+    for x in jax.tree.leaves(tree):
+        total = total + sum_of_squares(x if scale is None else x * scale).astype(
+            total.dtype
+        )
+    return total
+
+
+def skip_nonfinite(
+    inner: optax.GradientTransformation, max_consecutive: int | None = None
+) -> optax.GradientTransformationExtraArgs:
+    """Run ``inner`` only on steps whose gradients are all finite.
+
+    On a step with a NaN or Inf gradient the updates are zeros and the inner
+    state is left as it was (its step count does not advance, so bias
+    corrections and schedules continue as if the step never happened); the
+    counters ``total`` and ``consecutive`` of :class:`SkipNonfiniteState` go up.
+    With ``max_consecutive``, ``failed`` becomes True once that many steps in a
+    row were skipped: the training loop can stop (see :func:`adam_tx.stats`,
+    key ``nonfinite_failed``). Wrap the whole optimizer, so that nothing outside
+    the guard (e.g. weight decay) moves the parameters on a skipped step.
+
+    Args:
+      inner: the transform to guard (fused with the guard when it is an adam_tx
+        transform or chain).
+      max_consecutive: the number (>= 1) of consecutive skipped steps that
+        counts as a hard failure, or None.
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> opt = adam_tx.skip_nonfinite(adam_tx.adam(0.1))
+    >>> p = jnp.ones(2); s = opt.init(p)
+    >>> u, s = opt.update(jnp.array([1.0, jnp.nan]), s, p)
+    >>> u.tolist(), int(s.total), int(s.inner_state[0].count)
+    ([0.0, 0.0], 1, 0)
+    """
+    if max_consecutive is not None and (
+        isinstance(max_consecutive, bool)
+        or not isinstance(max_consecutive, int)
+        or max_consecutive < 1
+    ):
+        raise ValueError(
+            f"max_consecutive={max_consecutive!r} is out of range: expected an "
+            "integer >= 1 or None"
+        )
+    limit = INT32_MAX if max_consecutive is None else max_consecutive
+
+    def init(params):
+        zero = jnp.zeros([], jnp.int32)
+        nan = jnp.full([], jnp.nan, hyper_dtype())
+        return SkipNonfiniteState(
+            zero, zero, jnp.zeros([], bool), nan, inner.init(params)
+        )
+
+    def advance(state, squares, inner_state):
+        finite = jnp.isfinite(squares)
+        total, consecutive = count_skips(state.total, state.consecutive, finite)
+        failed = consecutive >= limit if max_consecutive else jnp.zeros([], bool)
+        return SkipNonfiniteState(
+            total, consecutive, failed, jnp.sqrt(squares), inner_state
+        )
+
+    def head(state, set_finite):
+        def prepare(state, params, reduced):
+            set_finite(jnp.isfinite(reduced[0]))
+            return reduced[0]
+
+        return _fusion.Piece(
+            "skip_nonfinite",
+            init,
+            prepare,
+            lambda ctx, x, entries, p, info: (x, (), ()),
+            lambda state, squares, fields, partials: advance(
+                state, squares, state.inner_state
+            ),
+            reduce_input=lambda x: (sum_of_squares(x).astype(hyper_dtype()),),
+        )
+
+    def plain(updates, state, params=None, **extra_args):
+        squares = sum_of_squares_tree(updates)
+        finite = jnp.isfinite(squares)
+        tx = optax.with_extra_args_support(inner)
+        new_updates, new_inner = tx.update(
+            updates, state.inner_state, params, **extra_args
+        )
+        new_updates = jax.tree.map(
+            lambda u: jnp.where(finite, u, jnp.zeros_like(u)), new_updates
+        )
+        inner_state = select(finite, new_inner, state.inner_state)
+        return new_updates, advance(state, squares, inner_state)
+
+    return guarded_transform("skip_nonfinite", inner, init, head, plain)
