@@ -107,7 +107,6 @@ __all__ = [
     "scale_by_schedule",
     "scale_loss",
     "schedules",
-    "sharding",
     "set_hyperparams",
     "sgd",
     "skip_nonfinite",
