@@ -1,0 +1,139 @@
+"""skip_nonfinite: skipped steps leave no trace, fused or not."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import adam_tx
+from adam_tx._counting import INT32_MAX
+
+
+def _problem(seed=0, n=64, d=5):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(200, n, d)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(200, n)), jnp.float32)
+    params = {"w": jnp.asarray(rng.normal(size=d), jnp.float32), "b": jnp.zeros([])}
+    return params, x, y
+
+
+def _loss(params, x, y):
+    return jnp.mean((jnp.tanh(x @ params["w"]) + params["b"] - y) ** 2)
+
+
+def _optimizers():
+    lr = optax.cosine_decay_schedule(0.05, 200)  # moves with the inner count
+    return {
+        "fused": adam_tx.chain(adam_tx.clip_by_global_norm(1.0), adam_tx.adamw(lr)),
+        "foreign": optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(lr)),
+    }
+
+
+@pytest.mark.parametrize("kind", ["fused", "foreign"])
+def test_injected_steps_leave_no_trace(kind):
+    """200 steps with NaN/Inf injected == the same run without those steps."""
+    params0, xs, ys = _problem()
+    opt = adam_tx.skip_nonfinite(_optimizers()[kind])
+
+    @jax.jit
+    def step(params, state, x, y, poison):
+        g = jax.grad(_loss)(params, x, y)
+        g = {"w": g["w"].at[1].add(poison), "b": g["b"]}
+        u, state = opt.update(g, state, params)
+        return adam_tx.apply_updates(params, u), state
+
+    rng = np.random.default_rng(1)
+    bad = set(rng.choice(200, size=30, replace=False).tolist())
+    poisons = [np.nan, np.inf, -np.inf]
+
+    params, state, batch = params0, opt.init(params0), 0
+    for t in range(200):
+        poison = poisons[t % 3] if t in bad else 0.0
+        params, state = step(params, state, xs[batch], ys[batch], poison)
+        batch += t not in bad
+    clean, clean_state = params0, opt.init(params0)
+    for b in range(batch):
+        clean, clean_state = step(clean, clean_state, xs[b], ys[b], 0.0)
+
+    for k in params:
+        np.testing.assert_array_equal(np.asarray(params[k]), np.asarray(clean[k]))
+    assert int(state.total) == len(bad) and int(clean_state.total) == 0
+    inner = jax.tree.leaves(state.inner_state)
+    for a, b in zip(inner, jax.tree.leaves(clean_state.inner_state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("kind", ["fused", "foreign"])
+def test_counters_and_failure_flag(kind):
+    opt = adam_tx.skip_nonfinite(_optimizers()[kind], max_consecutive=2)
+    p = {"w": jnp.ones(3), "b": jnp.zeros([])}
+    state = opt.init(p)
+    good = {"w": jnp.ones(3), "b": jnp.ones([])}
+    bad = {"w": jnp.array([1.0, jnp.nan, 1.0]), "b": jnp.ones([])}
+    seen = []
+    for g in (bad, bad, good, bad):
+        u, state = opt.update(g, state, p)
+        seen.append((int(state.total), int(state.consecutive), bool(state.failed)))
+        if g is bad:
+            assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(u))
+    assert seen == [(1, 1, False), (2, 2, True), (2, 0, False), (3, 1, False)]
+    stats = adam_tx.stats(state)
+    assert float(stats["skipped_steps"]) == 3 and float(stats["nonfinite_failed"]) == 0
+
+
+def test_fused_matches_plain_implementation():
+    """The fused guard takes the same steps as the unfused fallback."""
+    params0, xs, ys = _problem(2)
+    fused = adam_tx.skip_nonfinite(adam_tx.adam(0.1))
+    # A foreign member forces the plain path around the same adam_tx math.
+    plain = adam_tx.skip_nonfinite(adam_tx.chain(adam_tx.adam(0.1), optax.identity()))
+    results = []
+    for opt in (fused, plain):
+        p, s = params0, opt.init(params0)
+        for t in range(6):
+            g = jax.grad(_loss)(p, xs[t], ys[t])
+            if t == 2:
+                g = {"w": g["w"].at[0].set(jnp.inf), "b": g["b"]}
+            u, s = opt.update(g, s, p)
+            p = adam_tx.apply_updates(p, u)
+        results.append(p)
+    for k in params0:
+        np.testing.assert_allclose(results[0][k], results[1][k], rtol=1e-6)
+
+
+def test_guard_adds_no_reduction_to_clipping():
+    """With clipping inside, the finiteness test and the norm are one reduction."""
+    p = {"a": jnp.ones((64, 64)), "b": jnp.ones(100)}
+    inner = adam_tx.chain(adam_tx.clip_by_global_norm(1.0), adam_tx.adamw(1e-3))
+
+    def reductions(opt):
+        s = opt.init(p)
+        txt = jax.jit(opt.update).lower(p, s, p).compile().as_text()
+        return len(re.findall(r" reduce\(", txt))
+
+    assert reductions(adam_tx.skip_nonfinite(inner)) == reductions(inner)
+
+
+def test_counts_saturate_through_the_guard():
+    opt = adam_tx.skip_nonfinite(adam_tx.adam(0.1))
+    p = jnp.ones(2)
+    state = opt.init(p)
+    adam_state = state.inner_state[0]._replace(count=jnp.int32(INT32_MAX - 1))
+    state = state._replace(
+        total=jnp.int32(INT32_MAX),
+        inner_state=(adam_state,) + state.inner_state[1:],
+    )
+    for g in (jnp.ones(2), jnp.ones(2), jnp.array([jnp.nan, 1.0])):
+        u, state = jax.jit(opt.update)(g, state, p)
+        assert bool(jnp.all(jnp.isfinite(u)))
+    assert int(state.inner_state[0].count) == INT32_MAX
+    assert int(state.total) == INT32_MAX
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_max_consecutive_is_checked(bad):
+    with pytest.raises(ValueError, match="max_consecutive"):
+        adam_tx.skip_nonfinite(adam_tx.adam(), max_consecutive=bad)
