@@ -7,7 +7,7 @@ elementwise pass per parameter).
 
 from optax import apply_updates
 
-from adam_tx import schedules
+from adam_tx import checkpoint, schedules, sharding
 from adam_tx._fusion import chain
 from adam_tx.adabelief import ScaleByBeliefState, scale_by_belief
 from adam_tx.adam import ScaleByAdamState, scale_by_adam
@@ -87,6 +87,7 @@ __all__ = [
     "amsgrad",
     "apply_updates",
     "bias_correction",
+    "checkpoint",
     "chain",
     "clip",
     "clip_by_global_norm",
@@ -107,6 +108,7 @@ __all__ = [
     "scale_by_schedule",
     "scale_loss",
     "schedules",
+    "sharding",
     "set_hyperparams",
     "sgd",
     "skip_nonfinite",

@@ -1,0 +1,177 @@
+"""Tests for adam_tx.checkpoint: exact round trips, mismatches, corruption, resume."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+import subprocesses
+
+import adam_tx
+from adam_tx.checkpoint import CheckpointError, abstract_state, restore, save
+
+PARAMS = {"w": jnp.arange(12.0).reshape(4, 3) / 7, "b": jnp.ones(3)}
+
+OPTIMIZERS = {
+    "adam": lambda: adam_tx.adam(1e-2),
+    "adamw": lambda: adam_tx.adamw(1e-2, weight_decay=0.1),
+    "amsgrad": lambda: adam_tx.amsgrad(1e-2),
+    "adabelief": lambda: adam_tx.adabelief(1e-2),
+    "adamax": lambda: adam_tx.adamax(1e-2),
+    "nadam": lambda: adam_tx.nadam(1e-2),
+    "rmsprop": lambda: adam_tx.rmsprop(1e-2),
+    "adagrad": lambda: adam_tx.adagrad(1e-2),
+    "sgd": lambda: adam_tx.sgd(1e-2, momentum=0.9),
+    "clip+adamw": lambda: adam_tx.chain(
+        adam_tx.clip_by_global_norm(1.0), adam_tx.adamw(1e-2)
+    ),
+    "clip+adam(mu bf16)": lambda: adam_tx.chain(
+        adam_tx.clip(0.5), adam_tx.adam(1e-2, mu_dtype=jnp.bfloat16)
+    ),
+}
+
+
+def trained_state(tx, steps=2):
+    state = tx.init(PARAMS)
+    for i in range(steps):
+        grads = jax.tree.map(lambda p, i=i: jnp.sin(p * (i + 1)), PARAMS)
+        _, state = tx.update(grads, state, PARAMS)
+    return state
+
+
+def assert_identical(got, want):
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        assert g.sharding == w.sharding
+        if jnp.issubdtype(w.dtype, jax.dtypes.prng_key):
+            g, w = jax.random.key_data(g), jax.random.key_data(w)
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
+@pytest.fixture
+def manager(tmp_path):
+    with ocp.CheckpointManager(tmp_path / "ckpt") as m:
+        yield m
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_round_trip_is_exact(name, manager):
+    tx = OPTIMIZERS[name]()
+    state = adam_tx.set_hyperparams(trained_state(tx), learning_rate=3e-3)
+    save(manager, 2, state)
+    restored = restore(manager, 2, abstract_state(tx, PARAMS))
+    assert_identical(restored, state)
+    # the restored state steps on exactly like the original
+    g = jax.tree.map(jnp.cos, PARAMS)
+    assert_identical(tx.update(g, restored, PARAMS), tx.update(g, state, PARAMS))
+
+
+def test_train_state_with_params_and_prng_key(manager):
+    tx = OPTIMIZERS["clip+adamw"]()
+    train = {"params": PARAMS, "opt": trained_state(tx), "key": jax.random.key(7)}
+    save(manager, 5, train)
+    assert_identical(restore(manager, None, train), train)
+
+
+def test_restore_keeps_the_target_sharding(manager):
+    mesh = jax.make_mesh((1,), ("data",))
+    sh = adam_tx.sharding.state_sharding(
+        adam_tx.adam(1e-3),
+        PARAMS,
+        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
+        zero_axis="data",
+    )
+    tx = adam_tx.adam(1e-3)
+    state = jax.jit(tx.init, out_shardings=sh)(PARAMS)
+    save(manager, 0, state)
+    restored = restore(manager, 0, abstract_state(tx, PARAMS, sh))
+    assert_identical(restored, state)
+    assert restored[0].mu["w"].sharding.spec == jax.sharding.PartitionSpec("data")
+
+
+@pytest.mark.parametrize(
+    ("other", "message"),
+    [
+        (lambda: adam_tx.amsgrad(1e-2), r"at '0/nu_max/b'|container types"),
+        (lambda: adam_tx.adam(1e-2, mu_dtype=jnp.bfloat16), r"'0/mu/b'.*dtype"),
+        (lambda: adam_tx.rmsprop(1e-2), r"at '0/nu/b' the checkpoint holds '0/mu/b'"),
+    ],
+)
+def test_restoring_into_another_optimizer_names_the_path(other, message, manager):
+    save(manager, 1, trained_state(adam_tx.adam(1e-2)))
+    with pytest.raises(CheckpointError, match=message):
+        restore(manager, 1, abstract_state(other(), PARAMS))
+
+
+def test_other_parameters_are_named(manager):
+    save(manager, 1, adam_tx.adam(1e-2).init(PARAMS))
+    params = {"w": jnp.ones((4, 2)), "b": jnp.ones(3)}
+    with pytest.raises(CheckpointError, match=r"'0/mu/w': shape \[4, 2\]"):
+        restore(manager, 1, abstract_state(adam_tx.adam(1e-2), params))
+
+
+def data_files(manager, step):
+    root = pathlib.Path(manager.directory) / str(step) / "state"
+    files = [p for p in root.rglob("*") if p.is_file() and p.parent.name == "d"]
+    assert files, sorted(root.rglob("*"))
+    return files
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "manifest"])
+def test_damaged_checkpoint_raises(damage, manager):
+    tx = OPTIMIZERS["clip+adamw"]()
+    state = trained_state(tx)
+    save(manager, 3, state)
+    files = data_files(manager, 3)
+    for path in files:
+        data = bytearray(path.read_bytes())
+        if damage == "flip":
+            data[len(data) // 2] ^= 0x10
+            path.write_bytes(bytes(data))
+        elif damage == "truncate":
+            path.write_bytes(bytes(data[: len(data) // 2]))
+        elif damage == "delete":
+            path.unlink()
+    if damage == "manifest":
+        manifest = pathlib.Path(manager.directory) / "3" / "manifest" / "metadata"
+        manifest.write_text(manifest.read_text()[:-20])
+    with pytest.raises(CheckpointError):
+        restore(manager, 3, abstract_state(tx, PARAMS))
+
+
+def test_missing_step_raises(manager):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        restore(manager, None, abstract_state(adam_tx.adam(1e-2), PARAMS))
+
+
+def test_checksums_see_every_bit():
+    x = jnp.arange(6, dtype=jnp.float32).reshape(2, 3)
+    base = adam_tx.checkpoint.checksums(x)
+    for i in range(6):
+        flipped = x.reshape(-1).at[i].set(x.reshape(-1)[i] * -1 + 0.5).reshape(2, 3)
+        assert adam_tx.checkpoint.checksums(flipped) != base
+    swapped = x.reshape(-1)[jnp.array([1, 0, 2, 3, 4, 5])].reshape(2, 3)
+    assert adam_tx.checkpoint.checksums(swapped) != base
+    for dtype in (jnp.bfloat16, jnp.int32, jnp.uint8, jnp.bool_):
+        assert len(adam_tx.checkpoint.checksums(x.astype(dtype))[0]) == 2
+    assert adam_tx.checkpoint.checksums(optax.EmptyState()) == []
+
+
+@pytest.mark.slow
+def test_resume_in_a_fresh_process_is_bit_identical(tmp_path):
+    """30 steps == 13 steps, checkpoint, new process, restore, 17 steps."""
+    full = subprocesses.start("resume_training.py", "full", tmp_path)
+    first = subprocesses.start("resume_training.py", "first", tmp_path)
+    subprocesses.finish([full, first], timeout=240)
+    subprocesses.run("resume_training.py", "resume", tmp_path, timeout=240)
+    a, b = np.load(tmp_path / "full.npz"), np.load(tmp_path / "resume.npz")
+    assert sorted(a) == sorted(b) and len(a) > 20
+    for k in a:
+        assert a[k].dtype == b[k].dtype, k
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
