@@ -7,7 +7,7 @@ elementwise pass per parameter).
 
 from optax import apply_updates
 
-from adam_tx import checkpoint, schedules, sharding
+from adam_tx import checkpoint, recipes, schedules, sharding
 from adam_tx._fusion import chain
 from adam_tx.adabelief import ScaleByBeliefState, scale_by_belief
 from adam_tx.adam import ScaleByAdamState, scale_by_adam
@@ -52,8 +52,10 @@ from adam_tx.learning_rate import (
     scale_by_schedule,
 )
 from adam_tx.loss_scale import LossScaleState, loss_scaling, scale_loss
+from adam_tx.lr_finder import RangeTestResult, lr_range_test
 from adam_tx.nonfinite import SkipNonfiniteState, skip_nonfinite
 from adam_tx.stats import TrackStatsState, stats, track_stats
+from adam_tx.switch import SwitchState, switch
 from adam_tx.weight_decay import AddDecayedWeightsState, add_decayed_weights, decay_mask
 
 __version__ = "0.1.0"
@@ -65,6 +67,7 @@ __all__ = [
     "ClipByGlobalNormState",
     "ClipState",
     "LossScaleState",
+    "RangeTestResult",
     "ScaleByAdagradState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
@@ -75,6 +78,7 @@ __all__ = [
     "ScaleByScheduleState",
     "ScaleByStddevState",
     "SkipNonfiniteState",
+    "SwitchState",
     "TraceState",
     "TrackStatsState",
     "adabelief",
@@ -95,8 +99,10 @@ __all__ = [
     "get_hyperparams",
     "global_norm",
     "loss_scaling",
+    "lr_range_test",
     "nadam",
     "nadamw",
+    "recipes",
     "rmsprop",
     "scale_by_adagrad",
     "scale_by_adam",
@@ -113,6 +119,7 @@ __all__ = [
     "sgd",
     "skip_nonfinite",
     "stats",
+    "switch",
     "trace",
     "track_stats",
 ]

@@ -1,0 +1,166 @@
+"""Switching optimizers mid-run: ``first`` until ``at_step``, then ``second``.
+
+Both inner states live in the switch state and the choice is a
+``jax.lax.cond`` on the step count, so one compiled step serves the whole run;
+each inner optimizer only advances on its own steps (``second`` starts from
+its fresh ``init`` state at ``at_step``).
+
+Optionally (``swats=True``), the learning rate of ``second`` is taken from the
+effective step size of ``first`` (Keskar & Socher, "Improving Generalization
+Performance by Switching from Adam to SGD", 2017). With ``p_k`` the update
+``first`` produced and ``g_k`` the gradient, the step size that SGD along
+``g_k`` would need to move as far along ``p_k`` is the projection
+
+    gamma_k = (p_k . p_k) / (-p_k . g_k)
+
+which is averaged and bias-corrected like an Adam moment,
+
+    lambda_k = beta lambda_{k-1} + (1 - beta) gamma_k,
+    Lambda_k = lambda_k / (1 - beta^k).
+
+At ``at_step``, ``second``'s ``learning_rate`` hyperparameter is set to
+``(1 - m) * Lambda`` where ``m`` is ``second``'s momentum (the ``decay`` of
+its :func:`adam_tx.trace`, 0 without one): the paper's SGD step is
+``p <- p - (1 - m) Lambda v`` with ``v = m v + g``. (The paper also chooses
+the switch time from ``|Lambda_k - gamma_k| < eps``; here the time is fixed.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adam_tx._dtypes import hyper_dtype
+from adam_tx.baselines import TraceState
+from adam_tx.hyperparams import get_hyperparams, set_hyperparams
+
+
+class SwitchState(NamedTuple):
+    """``count``: steps taken; ``first``/``second``: the inner states;
+    ``swats_lr``: the running (uncorrected) average ``lambda`` of ``gamma_k``."""
+
+    count: jax.Array
+    first: Any
+    second: Any
+    swats_lr: jax.Array
+
+
+def projected_step_size(update: Any, grad: Any) -> jax.Array:
+    """``gamma = (p . p) / (-p . g)`` over all leaves (0 when ``p . g >= 0``).
+
+    >>> import jax.numpy as jnp
+    >>> g = jnp.array([1.0, 1.0])
+    >>> round(float(projected_step_size(-0.2 * g, g)), 6)
+    0.2
+    """
+    pp = sum(jnp.vdot(p, p).astype(hyper_dtype()) for p in jax.tree.leaves(update))
+    pg = sum(
+        jnp.vdot(p, g).astype(hyper_dtype())
+        for p, g in zip(jax.tree.leaves(update), jax.tree.leaves(grad))
+    )
+    return jnp.where(pg < 0, pp / jnp.where(pg < 0, -pg, 1), 0.0)
+
+
+def switch(
+    first: optax.GradientTransformation,
+    second: optax.GradientTransformation,
+    at_step: int,
+    *,
+    swats: bool = False,
+    swats_beta: float = 0.999,
+) -> optax.GradientTransformationExtraArgs:
+    """Run ``first`` for steps ``0 .. at_step - 1``, ``second`` from ``at_step``.
+
+    Args:
+      first, second: the optimizers. With ``swats=True``, ``second`` must hold
+        a ``learning_rate`` hyperparameter built from a float: a schedule is
+        re-evaluated every step and would override the SWATS value.
+      at_step: the step (>= 0) at which ``second`` takes over.
+      swats: set ``second``'s learning rate from ``first``'s effective step
+        size at the switch (see the module docstring).
+      swats_beta: the averaging factor ``beta`` of ``gamma_k``, in [0, 1).
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = switch(adam_tx.adam(0.1), adam_tx.sgd(0.5), at_step=1)
+    >>> p = jnp.array([1.0]); s = tx.init(p)
+    >>> u, s = tx.update(jnp.array([4.0]), s, p); round(u.tolist()[0], 6)  # Adam
+    -0.1
+    >>> u, s = tx.update(jnp.array([4.0]), s, p); u.tolist()  # SGD: -lr * g
+    [-2.0]
+
+    References:
+      Keskar & Socher, "Improving Generalization Performance by Switching
+      from Adam to SGD", arXiv:1712.07628, 2017.
+    """
+    if int(at_step) != at_step or at_step < 0:
+        raise ValueError(f"at_step must be an integer >= 0, got {at_step}")
+    if not 0 <= swats_beta < 1:
+        raise ValueError(f"swats_beta must be in [0, 1), got {swats_beta}")
+    first = optax.with_extra_args_support(first)
+    second = optax.with_extra_args_support(second)
+    at_step = int(at_step)
+
+    def init(params):
+        second_state = second.init(params)
+        if swats and "learning_rate" not in get_hyperparams(second_state):
+            raise ValueError(
+                "swats=True needs `second` to hold a 'learning_rate' hyperparameter "
+                "(an adam_tx optimizer built with a float learning rate)"
+            )
+        return SwitchState(
+            jnp.zeros([], jnp.int32),
+            first.init(params),
+            second_state,
+            jnp.zeros([], hyper_dtype()),
+        )
+
+    def run_first(updates, state, params, extra):
+        new_updates, first_state = first.update(updates, state.first, params, **extra)
+        lam = state.swats_lr
+        if swats:
+            gamma = projected_step_size(new_updates, updates)
+            lam = swats_beta * lam + (1 - swats_beta) * gamma
+        return new_updates, state._replace(first=first_state, swats_lr=lam)
+
+    def run_second(updates, state, params, extra):
+        second_state = state.second
+        if swats:
+            second_state = jax.lax.cond(
+                state.count == at_step,
+                lambda s: _set_swats_lr(s, state.swats_lr, at_step, swats_beta),
+                lambda s: s,
+                second_state,
+            )
+        new_updates, second_state = second.update(
+            updates, second_state, params, **extra
+        )
+        return new_updates, state._replace(second=second_state)
+
+    def update(updates, state, params=None, **extra):
+        new_updates, new_state = jax.lax.cond(
+            state.count < at_step,
+            lambda: run_first(updates, state, params, extra),
+            lambda: run_second(updates, state, params, extra),
+        )
+        return new_updates, new_state._replace(count=optax.safe_increment(state.count))
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _momentum(state: Any) -> Any:
+    """The ``decay`` of the first :class:`TraceState` in ``state`` (else 0)."""
+    traces = [
+        n
+        for n in jax.tree.leaves(state, is_leaf=lambda n: isinstance(n, TraceState))
+        if isinstance(n, TraceState)
+    ]
+    return traces[0].hyperparams["decay"] if traces else 0.0
+
+
+def _set_swats_lr(second_state, lam, steps, beta):
+    corrected = lam / (1 - jnp.asarray(beta, hyper_dtype()) ** max(steps, 1))
+    momentum = _momentum(second_state)
+    return set_hyperparams(second_state, learning_rate=(1 - momentum) * corrected)
