@@ -1,25 +1,30 @@
 """PyTorch parity: adam_tx optimizers replay torch.optim trajectories.
 
 ``tests/golden/optimizers.npz`` holds torch.optim trajectories (written by
-``tests/golden/make_optimizers.py``, single-tensor implementation, torch
-2.13.0) on a fixed problem: four parameters, 100 steps of seeded random
+``tests/golden/make_optimizers.py`` with torch 2.13.0, single-tensor
+implementation) on a fixed problem: four parameters, 100 steps of seeded random
 gradients that do not depend on the parameters. Each case is replayed here with
-the matching adam_tx optimizer, jitted (100 steps in one ``lax.scan``), in
-float32 and in float64 (``jax.enable_x64``; the optimizer is built inside the
-context so that its hyperparameters are float64 too). When torch is importable
-the trajectories are also regenerated in-process (``test_live_*``), so CI
-compares against real torch and not only against the stored vectors.
+the matching adam_tx optimizer, one jitted step called 100 times, in float32 and
+in float64 (``jax.enable_x64``; the optimizer is built inside the context so its
+hyperparameters are float64 too). Cases whose learning rate changes every step
+are replayed twice: with a schedule, and with ``adam_tx.set_hyperparams``. When
+torch is importable, ``test_parity`` also compares against the case run now by
+torch, and ``test_live_*`` check that the stored vectors are what torch gives,
+so CI (which installs torch) checks against real torch.
 
-The metric, per case: ``max over leaves and recorded steps of
-max |ours - torch| / max |torch|``, i.e. the error relative to the size of the
-parameter leaf. In float32 both libraries round ``p + u`` to float32 every
-step, and the update itself is computed with differently ordered operations
-(torch's ``lerp`` and ``sqrt(v)/sqrt(1-b2^t)``, our ``b*m + (1-b)*g`` and
-``sqrt(v/(1-b2^t))``), so the parameters may end up a few float32 ulps apart:
-the bound is stated in units of float32 eps (1.19e-7). In float64 the same
-argument gives a few float64 ulps; the issue's targets are 1e-6 (float32) and
-1e-12 (float64), and the measured errors are well inside them (see
-``BOUNDS``).
+The metric, per case: the max over leaves and recorded steps of
+``max |ours - torch| / max |torch|``, the error relative to the size of the
+parameter leaf. Both libraries round ``p + u`` to the parameter dtype every step
+and compute ``u`` with differently ordered operations (torch's ``lerp`` and
+``sqrt(v) / sqrt(1 - b2^t)``, our ``b m + (1 - b) g`` and
+``sqrt(v / (1 - b2^t))``), so the parameters end up a few ulps apart: the
+bounds are in units of the dtype's eps. Measured (``python
+tests/test_torch_parity.py`` prints the table): at most 4 eps (4.7e-7) in
+float32 and 4 eps (9e-16) in float64, asserted as 8 and 16 eps, inside the
+issue's targets of 1e-6 and 1e-12. AdamW is the exception (up to 27 eps,
+3.2e-6, in float32; 30 eps, 6.7e-15, in float64): torch multiplies by
+``1 - lr * wd`` rounded to the parameter dtype, which biases its trajectory
+(see ``DECOUPLED``); asserted as 32 and 64 eps.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ INIT = {k: _npz[f"init/{k}"] for k in LEAVES}
 GRADS = {k: _npz[f"grads/{k}"] for k in LEAVES}
 STEPS = GRADS["bias"].shape[0]
 LR_SCHEDULE = _npz["lr_schedule"]
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 EPS32 = float(np.finfo(np.float32).eps)
 EPS64 = float(np.finfo(np.float64).eps)
@@ -127,12 +134,13 @@ PARAMS = [
 
 
 def run_adam_tx(build, lr, dtype: str, mode: str) -> dict[str, np.ndarray]:
-    """100 jitted steps of ``build(lr)``; parameters after each step in SNAPSHOTS.
+    """100 steps of ``build(lr)`` with a jitted step; parameters at SNAPSHOTS.
 
     ``mode``: ``"constant"`` (``lr`` a float), ``"schedule"`` (the learning rate
-    read from a table at the step count) or ``"set_hyperparams"`` (a constant
-    optimizer whose learning rate is replaced in the state before every step,
-    inside the jitted scan).
+    a schedule: the torch run's value looked up at the step count) or
+    ``"set_hyperparams"`` (built with a constant learning rate, replaced in the
+    state by :func:`adam_tx.set_hyperparams` inside the jitted step, every step,
+    without recompiling).
     """
     with jax.enable_x64(dtype == "float64"):
         lrs = jnp.asarray(lr * LR_SCHEDULE, hyper_dtype())
@@ -140,25 +148,28 @@ def run_adam_tx(build, lr, dtype: str, mode: str) -> dict[str, np.ndarray]:
             opt = build(lambda count: lrs[count])
         else:
             opt = build(float(lrs[0]) if mode == "set_hyperparams" else lr)
-        params = {k: jnp.asarray(v, dtype) for k, v in INIT.items()}
-        grads = {k: jnp.asarray(v, dtype) for k, v in GRADS.items()}
 
-        def step(carry, inputs):
-            p, state = carry
-            g, lr_t = inputs
+        traces = []
+
+        @jax.jit
+        def step(p, state, g, lr_t):
+            traces.append(None)  # runs when (re)traced, not when executed
             if mode == "set_hyperparams":
                 state = adam_tx.set_hyperparams(state, learning_rate=lr_t)
             u, state = opt.update(g, state, p)
-            p = adam_tx.apply_updates(p, u)
-            return (p, state), p
+            return adam_tx.apply_updates(p, u), state
 
-        @jax.jit
-        def run(p, g, lr_table):
-            return jax.lax.scan(step, (p, opt.init(p)), (g, lr_table))[1]
-
-        traj = run(params, grads, lrs)
-        rows = np.asarray(SNAPSHOTS) - 1
-        return {k: np.asarray(v)[rows] for k, v in traj.items()}
+        params = {k: jnp.asarray(v, dtype) for k, v in INIT.items()}
+        state = opt.init(params)
+        out = {k: [] for k in LEAVES}
+        for t in range(STEPS):
+            grads = {k: jnp.asarray(v[t], dtype) for k, v in GRADS.items()}
+            params, state = step(params, state, grads, lrs[t])
+            if t + 1 in SNAPSHOTS:
+                for k in LEAVES:
+                    out[k].append(np.asarray(params[k]))
+        assert len(traces) == 1  # one compilation for the 100 steps
+        return {k: np.stack(v) for k, v in out.items()}
 
 
 def relative_error(ours: dict, ref: dict) -> float:
@@ -196,15 +207,6 @@ def test_every_case_is_covered():
     assert set(OURS) | NOT_PARITY == set(CASES)
 
 
-@pytest.mark.parametrize("name, dtype", PARAMS)
-def test_golden_trajectory(name, dtype):
-    check(name, dtype, golden(name, dtype))
-
-
-# --------------------------------------------------------------------------
-# Live: regenerate the trajectories with the installed torch.
-
-
 def _maker():
     spec = importlib.util.spec_from_file_location(
         "make_optimizers", GOLDEN / "make_optimizers.py"
@@ -216,8 +218,23 @@ def _maker():
 
 @functools.cache
 def live_torch(name: str, dtype: str, foreach: bool = False):
+    """The case run now by the installed torch (needs torch)."""
     maker = _maker()
     return maker.run_torch(CASES[name], maker.make_problem(), dtype, foreach)
+
+
+@pytest.mark.parametrize("name, dtype", PARAMS)
+def test_parity(name, dtype):
+    """adam_tx against the stored torch trajectory, and, when torch is
+    importable, against the same case run now by torch (the adam_tx run, the
+    expensive part, is shared by both comparisons)."""
+    check(name, dtype, golden(name, dtype))
+    if HAVE_TORCH:
+        check(name, dtype, live_torch(name, dtype))
+
+
+# --------------------------------------------------------------------------
+# Live torch only: the stored problem and trajectories are what torch gives now.
 
 
 def test_live_problem_matches_golden():
@@ -229,14 +246,15 @@ def test_live_problem_matches_golden():
     np.testing.assert_array_equal(problem["lr_schedule"], LR_SCHEDULE)
 
 
-@pytest.mark.parametrize("name, dtype", PARAMS)
-def test_live_torch(name, dtype):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_live_torch_matches_golden(dtype):
     pytest.importorskip("torch")
-    ref = live_torch(name, dtype)
-    check(name, dtype, ref)
-    # torch's two CPU implementations agree, and the goldens are current.
-    assert relative_error(live_torch(name, dtype, True), ref) <= BOUNDS[dtype]
-    assert relative_error(golden(name, dtype), ref) <= BOUNDS[dtype]
+    for name in CASES:
+        ref = live_torch(name, dtype)
+        # torch's foreach implementation agrees with the single-tensor one,
+        assert relative_error(live_torch(name, dtype, True), ref) <= BOUNDS[dtype]
+        # and the stored trajectories are current.
+        assert relative_error(golden(name, dtype), ref) <= BOUNDS[dtype], name
 
 
 # --------------------------------------------------------------------------
@@ -286,3 +304,16 @@ CONVENTIONS = {
 def test_convention_differs_from_torch(name):
     got = run_adam_tx(CONVENTIONS[name], CASES[name]["lr"], "float32", "constant")
     assert relative_error(got, golden(name, "float32")) > 1e-3
+
+
+if __name__ == "__main__":
+    # The parity table: measured metric per case and dtype, in eps and absolute.
+    for name in PARITY:
+        row = []
+        for dtype, eps in (("float32", EPS32), ("float64", EPS64)):
+            err = max(
+                relative_error(ours(name, m, dtype), golden(name, dtype))
+                for m in lr_modes(name)
+            )
+            row.append(f"{dtype} {err:9.2e} ({err / eps:5.1f} eps)")
+        print(f"{name:26s}", "   ".join(row))
