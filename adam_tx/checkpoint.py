@@ -79,9 +79,19 @@ def _checksums(leaves: list[jax.Array]) -> jax.Array:
 def checksums(tree: Any) -> list[list[int]]:
     """Per leaf of ``tree``, two uint32 checksums of its bits (see module doc)."""
     leaves = jax.tree.leaves(tree)
-    if not leaves:
-        return []
-    return np.asarray(_checksums(leaves)).astype(int).tolist()
+    # One jitted computation per set of devices: a computation cannot mix
+    # arrays committed to different devices (e.g. a mesh and one device).
+    groups: dict[Any, list[int]] = {}
+    for i, x in enumerate(leaves):
+        devices = getattr(getattr(x, "sharding", None), "device_set", None)
+        key = frozenset(d.id for d in devices) if devices else None
+        groups.setdefault(key, []).append(i)
+    out: list[list[int]] = [[]] * len(leaves)
+    for members in groups.values():
+        sums = np.asarray(_checksums([leaves[i] for i in members])).astype(int)
+        for i, row in zip(members, sums.tolist()):
+            out[i] = row
+    return out
 
 
 def _describe(tree: Any) -> list[dict[str, Any]]:

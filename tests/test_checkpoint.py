@@ -168,8 +168,8 @@ def test_resume_in_a_fresh_process_is_bit_identical(tmp_path):
     """30 steps == 13 steps, checkpoint, new process, restore, 17 steps."""
     full = subprocesses.start("resume_training.py", "full", tmp_path)
     first = subprocesses.start("resume_training.py", "first", tmp_path)
-    subprocesses.finish([full, first], timeout=240)
-    subprocesses.run("resume_training.py", "resume", tmp_path, timeout=240)
+    subprocesses.finish([full, first], timeout=300)
+    subprocesses.run("resume_training.py", "resume", tmp_path, timeout=300)
     a, b = np.load(tmp_path / "full.npz"), np.load(tmp_path / "resume.npz")
     assert sorted(a) == sorted(b) and len(a) > 20
     for k in a:

@@ -21,7 +21,7 @@ def test_two_processes_match_a_single_process(tmp_path):
         for i in range(2)
     ]
     procs.append(subprocesses.start("multiprocess_training.py", "single", tmp_path))
-    subprocesses.finish(procs, timeout=240)
+    subprocesses.finish(procs, timeout=300)
     multi, single = np.load(tmp_path / "multi.npz"), np.load(tmp_path / "single.npz")
     assert sorted(multi) == sorted(single) and len(single) == 4
     for k in single:
