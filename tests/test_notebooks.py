@@ -1,0 +1,81 @@
+"""Execute every notebooks/*.ipynb top to bottom: a failing cell fails the test.
+
+Notebooks are discovered by glob, so new ones (06 diagnostics, 07 memory, ...)
+are checked as soon as they land. Each runs in a fresh ``python3`` kernel of
+this interpreter, from the notebooks/ directory, with a per-cell timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import time
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOKS = sorted(
+    (pathlib.Path(__file__).parent.parent / "notebooks").glob("[!_]*.ipynb")
+)
+CELL_TIMEOUT_S = 180
+
+
+def _kernel_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The kernel must import the same packages as this interpreter, and must not
+    # open a display window.
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    return env
+
+
+def _execute(path: pathlib.Path) -> float:
+    # jupyter_client replaces a kernelspec's "python" by sys.executable, so the
+    # python3 kernel runs in this interpreter's environment.
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.perf_counter()
+    client.execute(env=_kernel_env())
+    return time.perf_counter() - start
+
+
+def test_notebooks_found():
+    names = {p.name for p in NOTEBOOKS}
+    for required in (
+        "01_toy_quadratic.ipynb",
+        "02_logistic_regression_adamw.ipynb",
+        "03_schedules.ipynb",
+        "04_optimizer_comparison.ipynb",
+        "05_lr_range_test.ipynb",
+        "08_flax_training.ipynb",
+    ):
+        assert required in names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    dirty = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count)
+    ]
+    assert not dirty, f"{path.name}: clear the outputs of cells {dirty}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs(path):
+    seconds = _execute(path)
+    print(f"{path.name}: {seconds:.1f} s")
