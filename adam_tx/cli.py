@@ -160,7 +160,7 @@ def cmd_demo(parser, args) -> int:
         )
     except ValueError as err:
         parser.error(str(err))
-    out = _out_dir(parser, args)
+    out = _out_dir(parser, args).resolve()
     _, graphdef, params, eval_set, batches = _setup(args)
     opt_state = tx.init(params)
     step = _runs.make_step(graphdef, tx)
@@ -221,7 +221,7 @@ def cmd_lr_find(parser, args) -> int:
         parser.error(f"--max-lr must be > --min-lr={args.min_lr}, got {args.max_lr}")
     if args.steps < 3:
         parser.error(f"--steps must be >= 3 for a range test, got {args.steps}")
-    out = _out_dir(parser, args)
+    out = _out_dir(parser, args).resolve()
     _, graphdef, params, _, batches = _setup(args)
     tx = _runs.make_optimizer(args.optimizer, args.min_lr)
     result = lr_range_test(
@@ -297,7 +297,7 @@ def cmd_compare(parser, args) -> int:
         parser.error(f"--lr-factors must be comma-separated numbers: {args.lr_factors}")
     if not factors or min(factors) <= 0:
         parser.error(f"--lr-factors must be > 0, got {args.lr_factors}")
-    out = _out_dir(parser, args)
+    out = _out_dir(parser, args).resolve()
     _, graphdef, params, eval_set, batches = _setup(args)
     evaluate = _runs.make_eval(graphdef, eval_set)
     runs = []
