@@ -1,0 +1,61 @@
+"""The benchmark scripts run end to end at tiny sizes (so they are ready when a
+GPU or a quiet machine is at hand) and write what they promise."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_leaf_sizes_sum_to_the_size():
+    step_speed = _load("step_speed")
+    assert step_speed.leaf_sizes(10, 3) == [4, 3, 3]
+    assert step_speed.parse_size("16M") == 16_000_000
+
+
+@pytest.mark.slow
+def test_step_speed_tiny_run_writes_json_and_markdown(tmp_path):
+    step_speed = _load("step_speed")
+    bench = tmp_path / "BENCHMARKS.md"
+    bench.write_text("# Benchmarks\n\n## Other\n\nkept\n")
+    out = tmp_path / "r.json"
+    args = ["--cases", "4K:3", "--steps", "2", "--warmup", "0", "--no-torch"]
+    cases = step_speed.main([*args, "--json", str(out), "--markdown", str(bench)])
+    assert json.loads(out.read_text())[0]["leaves"] == 3
+    assert set(cases[0]["results"]) == {"adam_tx", "adam_tx_grouped", "optax"}
+    text = bench.read_text()
+    assert "kept" in text and "| 0.004M | 3 |" in text
+    step_speed.main([*args, "--markdown", str(bench)])  # replaces, not appends
+    assert bench.read_text().count(step_speed.BEGIN) == 1
+
+
+@pytest.mark.slow
+def test_gpu_step_tiny_runs_on_cpu(tmp_path):
+    gpu_step = _load("gpu_step")
+    rows = gpu_step.main(["--tiny", "--steps", "1", "--out", str(tmp_path)])
+    assert {r["contender"] for r in rows} >= {"adam_tx", "optax"}
+    assert {r["dtype"] for r in rows} == {"float32", "bfloat16"}
+    assert all(r["step_ms"] > 0 and r["fraction_of_copy"] > 0 for r in rows)
+    assert "| contender |" in (tmp_path / "gpu_step.md").read_text()
+
+
+def test_gpt2_shapes_count_124m_parameters():
+    gpu_step = _load("gpu_step")
+    n = sum(
+        a * (b if len(s) > 1 else 1)
+        for s in gpu_step.gpt2_shapes()
+        for a, b in [(s[0], s[-1])]
+    )
+    assert 124_000_000 < n < 124_500_000
