@@ -226,7 +226,8 @@ def loss_scaling(
 
     def plain(updates, state, params=None, **extra_args):
         inv = inverse(state)
-        grads = jax.tree.map(lambda x: unscale(x, inv).astype(x.dtype), updates)
+        # Kept in the compute dtype: unscaled float16 gradients would underflow.
+        grads = jax.tree.map(lambda x: unscale(x, inv), updates)
         squares = sum_of_squares_tree(grads)
         finite = jnp.isfinite(squares)
         tx = optax.with_extra_args_support(inner)

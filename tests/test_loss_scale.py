@@ -180,3 +180,23 @@ def test_float16_training_needs_loss_scaling():
     # Scaled float16: within 2% of the float32 run.
     assert abs(final_scaled - final32) <= 0.02 * final32
     assert float(state.scale) >= 2.0**15  # the scale stayed in force
+
+
+def test_foreign_inner_gets_unscaled_float32_gradients():
+    """The unfused path (a non-adam_tx inner) unscales without underflow."""
+    optax = pytest.importorskip("optax")
+    p = jnp.zeros(3, jnp.float16)
+    g = jnp.array([3e-8, 1e-3, -0.5], jnp.float32)  # 3e-8 underflows float16
+    scaled = (g * 2.0**16).astype(jnp.float16)
+    seen = []
+    inner = optax.GradientTransformation(
+        lambda p: optax.EmptyState(),
+        lambda u, s, p=None: (seen.append(u) or u, s),
+    )
+    fused = adam_tx.loss_scaling(adam_tx.sgd(1.0))
+    foreign = adam_tx.loss_scaling(inner)
+    u_fused, _ = fused.update(scaled, fused.init(p), p)
+    foreign.update(scaled, foreign.init(p), p)
+    assert seen[0].dtype == jnp.float32
+    np.testing.assert_allclose(seen[0], g, rtol=1e-3)
+    assert float(seen[0][0]) != 0.0 and u_fused.dtype == jnp.float16
