@@ -116,6 +116,8 @@ def main() -> None:
         for _ in range(10):
             ref_p, ref_s = single(ref_p, ref_s, x, y)
         for mesh_name, (mesh, specs, zero_specs) in meshes.items():
+            if tx_name != "adamw" and mesh_name == "data(8)":
+                continue  # the 1D mesh is covered by adamw; keeps the test short
             p_sh = {k: NamedSharding(mesh, s) for k, s in specs.items()}
             b_sh = NamedSharding(mesh, P("data"))
             # every layout for adamw; ZeRO-1 (the harder case) for the others
