@@ -44,7 +44,6 @@ from adam_tx.clipping import (
     clip_by_global_norm,
     global_norm,
 )
-from adam_tx.grouping import GroupedState, group_small_leaves
 from adam_tx.hyperparams import get_hyperparams, set_hyperparams
 from adam_tx.learning_rate import (
     ScaleByLearningRateState,
@@ -54,6 +53,7 @@ from adam_tx.learning_rate import (
 )
 from adam_tx.loss_scale import LossScaleState, loss_scaling, scale_loss
 from adam_tx.lr_finder import RangeTestResult, lr_range_test
+from adam_tx.memory import StateReport, state_bytes, state_report
 from adam_tx.nonfinite import SkipNonfiniteState, skip_nonfinite
 from adam_tx.stats import TrackStatsState, stats, track_stats
 from adam_tx.switch import SwitchState, switch
@@ -62,7 +62,6 @@ from adam_tx.weight_decay import AddDecayedWeightsState, add_decayed_weights, de
 __version__ = "0.1.0"
 
 __all__ = [
-    "GroupedState",
     "AdaptiveGradClipState",
     "AddDecayedWeightsState",
     "BiasCorrectionState",
@@ -80,6 +79,7 @@ __all__ = [
     "ScaleByScheduleState",
     "ScaleByStddevState",
     "SkipNonfiniteState",
+    "StateReport",
     "SwitchState",
     "TraceState",
     "TrackStatsState",
@@ -99,7 +99,6 @@ __all__ = [
     "clip_by_global_norm",
     "decay_mask",
     "get_hyperparams",
-    "group_small_leaves",
     "global_norm",
     "loss_scaling",
     "lr_range_test",
@@ -121,6 +120,8 @@ __all__ = [
     "set_hyperparams",
     "sgd",
     "skip_nonfinite",
+    "state_bytes",
+    "state_report",
     "stats",
     "switch",
     "trace",

@@ -16,6 +16,7 @@ from adam_tx import _fusion, hyperparams
 from adam_tx._counting import safe_increment, zero_count
 from adam_tx._dtypes import compute_dtype
 from adam_tx._tree import check_float_leaves
+from adam_tx.state_format import needs_key
 
 
 class StepCtx(NamedTuple):
@@ -25,6 +26,7 @@ class StepCtx(NamedTuple):
     hp: dict[str, jax.Array]
     scalars: dict[str, jax.Array]
     static: Any = None
+    rng: jax.Array | None = None  # this step's key, for stochastic formats
 
 
 class LeafScalars(NamedTuple):
@@ -65,6 +67,10 @@ def counted_transform(
     """
     fields = tuple(formats)
     fmts = tuple(formats.values())
+    # Stochastic formats share one key, kept in ``state.rng`` and never advanced:
+    # step, leaf and moment are folded in, so a run is reproducible from its seed
+    # and resumes exactly from a checkpoint.
+    keyed = [fmt for fmt in fmts if needs_key(fmt)]
 
     def init(params):
         check_float_leaves(params)
@@ -77,15 +83,20 @@ def counted_transform(
             )
             for f, fmt in zip(fields, fmts)
         }
+        rng = {"rng": jax.random.PRNGKey(keyed[0].seed)} if keyed else {}
         return state_cls(
-            count=zero_count(), **moments, hyperparams=hyperparams.init_values(hypers)
+            count=zero_count(),
+            **moments,
+            hyperparams=hyperparams.init_values(hypers),
+            **rng,
         )
 
     def prepare(state, params, reduced):
         hp = hyperparams.current_values(hypers, state.hyperparams, state.count)
         count = safe_increment(state.count)
         extra = static(params) if static is not None else None
-        return StepCtx(count, hp, scalars(hp, count), extra)
+        rng = jax.random.fold_in(state.rng, count) if keyed else None
+        return StepCtx(count, hp, scalars(hp, count), extra, rng)
 
     def leaf(ctx, x, entries, p, info):
         dtype = compute_dtype(x.dtype)
@@ -94,7 +105,13 @@ def counted_transform(
         )
         loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, entries)]
         u, new = math(c, x.astype(dtype), *loaded)
-        stored = tuple(fmt.store(v, e) for fmt, v, e in zip(fmts, new, entries))
+        keys = [None] * len(fmts)
+        if keyed:
+            leaf_key = jax.random.fold_in(ctx.rng, info.index)
+            keys = [jax.random.fold_in(leaf_key, i) for i in range(len(fmts))]
+        stored = tuple(
+            fmt.store(v, e, key) for fmt, v, e, key in zip(fmts, new, entries, keys)
+        )
         return u, stored, ()
 
     def finish(state, ctx, new_fields, partials):

@@ -31,6 +31,7 @@ class ScaleByBeliefState(NamedTuple):
     mu: Any
     nu: Any
     hyperparams: dict
+    rng: Any = None  # PRNG key, only with state_format="stochastic"
 
 
 def scale_by_belief(
@@ -42,10 +43,14 @@ def scale_by_belief(
     mu_dtype=None,
     nu_dtype=None,
     nesterov: bool = False,
+    state_format: str = "nearest",
+    seed: int = 0,
 ):
     """Rescale updates by AdaBelief's moment estimates (module docstring).
 
     Defaults (eps = eps_root = 1e-16) are optax's and the paper's.
+    ``mu_dtype``, ``nu_dtype``, ``state_format`` and ``seed`` choose how the
+    moments are stored, as in :func:`adam_tx.scale_by_adam`.
 
     >>> import adam_tx, jax.numpy as jnp
     >>> tx = adam_tx.scale_by_belief()
@@ -59,8 +64,10 @@ def scale_by_belief(
     """
     check_adam_args(b1, b2, eps, eps_root)
     formats = {
-        "mu": moment_format("mu_dtype", mu_dtype),
-        "nu": moment_format("nu_dtype", nu_dtype),
+        "mu": moment_format("mu_dtype", mu_dtype, state_format, seed=seed),
+        "nu": moment_format(
+            "nu_dtype", nu_dtype, state_format, signed=False, seed=seed
+        ),
     }
 
     def math(c, g, m, s):

@@ -34,6 +34,7 @@ class ScaleByAdamState(NamedTuple):
     mu: Any
     nu: Any
     hyperparams: dict
+    rng: Any = None  # PRNG key, only with state_format="stochastic"
 
 
 def check_adam_args(b1, b2, eps, eps_root) -> None:
@@ -88,6 +89,8 @@ def scale_by_adam(
     mu_dtype=None,
     nu_dtype=None,
     nesterov: bool = False,
+    state_format: str = "nearest",
+    seed: int = 0,
 ):
     """Rescale updates by Adam's bias-corrected moment estimates.
 
@@ -106,6 +109,12 @@ def scale_by_adam(
       mu_dtype: storage dtype of the first moment (default: the parameter's).
       nu_dtype: storage dtype of the second moment (default: the parameter's).
       nesterov: use NAdam's Nesterov look-ahead for the first moment.
+      state_format: how the moments are stored between steps (see
+        :mod:`adam_tx.state_format`): ``"nearest"`` (``mu_dtype``/``nu_dtype``,
+        rounded to nearest), ``"stochastic"`` (bfloat16 storage rounded
+        stochastically, key in ``state.rng``) or ``"int8"`` (blockwise 8-bit
+        for leaves of >= 4096 elements, 2.03 bytes/param instead of 8).
+      seed: seed of the stochastic rounding key.
 
     Returns:
       An ``optax.GradientTransformation`` with state :class:`ScaleByAdamState`.
@@ -121,8 +130,10 @@ def scale_by_adam(
     """
     check_adam_args(b1, b2, eps, eps_root)
     formats = {
-        "mu": moment_format("mu_dtype", mu_dtype),
-        "nu": moment_format("nu_dtype", nu_dtype),
+        "mu": moment_format("mu_dtype", mu_dtype, state_format, seed=seed),
+        "nu": moment_format(
+            "nu_dtype", nu_dtype, state_format, signed=False, seed=seed
+        ),
     }
 
     def math(c, g, m, v):

@@ -28,11 +28,24 @@ class ScaleByAdamaxState(NamedTuple):
     mu: Any
     nu: Any
     hyperparams: dict
+    rng: Any = None  # PRNG key, only with state_format="stochastic"
 
 
-def scale_by_adamax(b1=0.9, b2=0.999, eps=1e-8, *, mu_dtype=None, nu_dtype=None):
+def scale_by_adamax(
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    *,
+    mu_dtype=None,
+    nu_dtype=None,
+    state_format: str = "nearest",
+    seed: int = 0,
+):
     """Rescale updates by Adamax's bias-corrected first moment over the
     exponentially weighted infinity norm (module docstring).
+
+    ``mu_dtype``, ``nu_dtype``, ``state_format`` and ``seed`` choose how the
+    moments are stored, as in :func:`adam_tx.scale_by_adam`.
 
     >>> import adam_tx, jax.numpy as jnp
     >>> tx = adam_tx.scale_by_adamax()
@@ -47,8 +60,10 @@ def scale_by_adamax(b1=0.9, b2=0.999, eps=1e-8, *, mu_dtype=None, nu_dtype=None)
     check_decay("b2", b2)
     check_nonnegative("eps", eps)
     formats = {
-        "mu": moment_format("mu_dtype", mu_dtype),
-        "nu": moment_format("nu_dtype", nu_dtype),
+        "mu": moment_format("mu_dtype", mu_dtype, state_format, seed=seed),
+        "nu": moment_format(
+            "nu_dtype", nu_dtype, state_format, signed=False, seed=seed
+        ),
     }
 
     def math(c, g, m, u):

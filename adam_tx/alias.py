@@ -1,6 +1,9 @@
 """Ready-made optimizers: each a :func:`adam_tx.chain` of the pieces.
 
-Every rate accepts a float or a schedule. The chains follow optax's order
+Every rate accepts a float or a schedule. The Adam-family aliases take
+``mu_dtype``, ``nu_dtype``, ``state_format`` (``"nearest"``, ``"stochastic"``
+or ``"int8"``) and ``seed``, which choose how the moments are stored (see
+:func:`adam_tx.scale_by_adam`). The chains follow optax's order
 (preconditioner, decoupled decay, learning rate), so ``adamw`` takes the step
 ``p <- p - lr * (adam_direction + wd * p)``, exactly as torch.optim.AdamW and
 optax.adamw do. Where torch couples weight decay as an L2 term (``SGD``,
@@ -39,6 +42,8 @@ def adam(
     mu_dtype=None,
     nu_dtype=None,
     nesterov: bool = False,
+    state_format: str = "nearest",
+    seed: int = 0,
 ):
     """Adam: ``chain(scale_by_adam(...), scale_by_learning_rate(lr))``.
 
@@ -65,6 +70,8 @@ def adam(
             mu_dtype=mu_dtype,
             nu_dtype=nu_dtype,
             nesterov=nesterov,
+            state_format=state_format,
+            seed=seed,
         ),
         scale_by_learning_rate(learning_rate),
     )
@@ -82,6 +89,8 @@ def adamw(
     mu_dtype=None,
     nu_dtype=None,
     nesterov: bool = False,
+    state_format: str = "nearest",
+    seed: int = 0,
 ):
     """AdamW: Adam with decoupled weight decay.
 
@@ -109,6 +118,8 @@ def adamw(
             mu_dtype=mu_dtype,
             nu_dtype=nu_dtype,
             nesterov=nesterov,
+            state_format=state_format,
+            seed=seed,
         ),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
@@ -123,6 +134,15 @@ def nadam(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, **kwargs
 
     References:
       Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
+
+    The numerator is ``b1 m_t / (1 - b1^(t+1)) + (1 - b1) g_t / (1 - b1^t)``;
+    at ``t = 1`` that is ``(0.09 / 0.19 + 1) g``:
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.nadam(0.1)
+    >>> p, g = jnp.array([1.0, -1.0]), jnp.array([2.0, -0.5])
+    >>> u, _ = tx.update(g, tx.init(p), p)
+    >>> [round(float(x), 4) for x in u]
+    [-0.1474, 0.1474]
     """
     return adam(learning_rate, b1, b2, eps, eps_root, nesterov=True, **kwargs)
 
@@ -136,7 +156,20 @@ def nadamw(
     weight_decay=1e-4,
     **kwargs,
 ):
-    """NAdamW: :func:`adamw` with Nesterov momentum (optax.nadamw)."""
+    """NAdamW: :func:`adamw` with Nesterov momentum (optax.nadamw).
+
+    The step is ``lr * (nadam_direction + weight_decay * p)``:
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.nadamw(0.1, weight_decay=0.5)
+    >>> p, g = jnp.array([1.0, -1.0]), jnp.array([2.0, -0.5])
+    >>> u, _ = tx.update(g, tx.init(p), p)  # 0.1474 + 0.05
+    >>> [round(float(x), 4) for x in u]
+    [-0.1974, 0.1974]
+
+    References:
+      Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
+      Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+    """
     return adamw(
         learning_rate, b1, b2, eps, eps_root, weight_decay, nesterov=True, **kwargs
     )
@@ -154,6 +187,8 @@ def amsgrad(
     mask=None,
     mu_dtype=None,
     nu_dtype=None,
+    state_format: str = "nearest",
+    seed: int = 0,
 ):
     """AMSGrad; ``max_of="nu"`` for torch's ``Adam(amsgrad=True)`` convention.
 
@@ -162,6 +197,14 @@ def amsgrad(
 
     References:
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
+
+    The first step is Adam's, ``lr * g / |g|``:
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.amsgrad(0.1)
+    >>> p, g = jnp.array([1.0, -1.0]), jnp.array([2.0, -0.5])
+    >>> u, _ = tx.update(g, tx.init(p), p)
+    >>> [round(float(x), 4) for x in u]
+    [-0.1, 0.1]
     """
     check_nonnegative("weight_decay", weight_decay)
     decay = (
@@ -171,7 +214,15 @@ def amsgrad(
     )
     return chain(
         scale_by_amsgrad(
-            b1, b2, eps, eps_root, max_of=max_of, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+            b1,
+            b2,
+            eps,
+            eps_root,
+            max_of=max_of,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+            state_format=state_format,
+            seed=seed,
         ),
         *decay,
         scale_by_learning_rate(learning_rate),
@@ -188,12 +239,22 @@ def adabelief(
     mu_dtype=None,
     nu_dtype=None,
     nesterov: bool = False,
+    state_format: str = "nearest",
+    seed: int = 0,
 ):
     """AdaBelief (optax.adabelief's form).
 
     References:
       Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
       Observed Gradients", NeurIPS 2020.
+
+    First step: ``s_1 = (1 - b2) (0.9 g)^2``, so the step is ``lr / 0.9``.
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.adabelief(0.1)
+    >>> p, g = jnp.array([1.0, -1.0]), jnp.array([2.0, -0.5])
+    >>> u, _ = tx.update(g, tx.init(p), p)
+    >>> [round(float(x), 4) for x in u]
+    [-0.1111, 0.1111]
     """
     return chain(
         scale_by_belief(
@@ -204,6 +265,8 @@ def adabelief(
             mu_dtype=mu_dtype,
             nu_dtype=nu_dtype,
             nesterov=nesterov,
+            state_format=state_format,
+            seed=seed,
         ),
         scale_by_learning_rate(learning_rate),
     )
@@ -218,16 +281,34 @@ def adamax(
     weight_decay=0.0,
     mu_dtype=None,
     nu_dtype=None,
+    state_format: str = "nearest",
+    seed: int = 0,
 ):
     """Adamax. Defaults are torch.optim.Adamax's (lr 2e-3); ``weight_decay`` is
     coupled L2, as torch's.
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, 7.1.
+
+    ``u_t = max(b2 u_{t-1}, |g_t| + eps)``, step ``lr * m_t / ((1 - b1^t) u_t)``:
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.adamax(0.1)
+    >>> p, g = jnp.array([1.0, -1.0]), jnp.array([2.0, -0.5])
+    >>> u, _ = tx.update(g, tx.init(p), p)
+    >>> [round(float(x), 4) for x in u]
+    [-0.1, 0.1]
     """
     return chain(
         *_l2(weight_decay),
-        scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+        scale_by_adamax(
+            b1,
+            b2,
+            eps,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+            state_format=state_format,
+            seed=seed,
+        ),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -253,6 +334,15 @@ def rmsprop(
 
     References:
       Tieleman & Hinton, "Lecture 6.5 - RMSProp", COURSERA 2012.
+
+    ``v_t = decay v_{t-1} + (1 - decay) g_t^2``, step ``lr * g_t / sqrt(v_t + eps)``;
+    at ``t = 1`` that is ``lr * g / (sqrt(0.1) |g|)``:
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.rmsprop(0.1)
+    >>> p, g = jnp.array([1.0, -1.0]), jnp.array([2.0, -0.5])
+    >>> u, _ = tx.update(g, tx.init(p), p)
+    >>> [round(float(x), 4) for x in u]
+    [-0.3162, 0.3162]
     """
     check_nonnegative("momentum", momentum)
     use_momentum = is_schedule(momentum) or momentum > 0
@@ -282,6 +372,14 @@ def adagrad(
 
     References:
       Duchi, Hazan & Singer, JMLR 2011.
+
+    First step: the accumulator is ``g^2``, so the step is ``lr * g / |g|``.
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.adagrad(0.1)
+    >>> p, g = jnp.array([1.0, -1.0]), jnp.array([2.0, -0.5])
+    >>> u, _ = tx.update(g, tx.init(p), p)
+    >>> [round(float(x), 4) for x in u]
+    [-0.1, 0.1]
     """
     check_nonnegative("lr_decay", lr_decay)
     lr = learning_rate
@@ -315,6 +413,12 @@ def sgd(
     References:
       Sutskever et al., "On the importance of initialization and momentum in
       deep learning", ICML 2013.
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.sgd(0.1, momentum=0.9)
+    >>> p, g = jnp.array([1.0, -1.0]), jnp.array([2.0, -0.5])
+    >>> u, _ = tx.update(g, tx.init(p), p)
+    >>> [round(float(x), 4) for x in u]
+    [-0.2, 0.05]
     """
     check_nonnegative("momentum", momentum)
     use_momentum = is_schedule(momentum) or momentum > 0

@@ -36,6 +36,7 @@ class ScaleByAmsgradState(NamedTuple):
     nu: Any
     nu_max: Any
     hyperparams: dict
+    rng: Any = None  # PRNG key, only with state_format="stochastic"
 
 
 def scale_by_amsgrad(
@@ -47,6 +48,8 @@ def scale_by_amsgrad(
     max_of: str = "nu_hat",
     mu_dtype=None,
     nu_dtype=None,
+    state_format: str = "nearest",
+    seed: int = 0,
 ):
     """Rescale updates by AMSGrad's moment estimates (see module docstring).
 
@@ -56,6 +59,7 @@ def scale_by_amsgrad(
       max_of: ``"nu_hat"`` (optax's convention) or ``"nu"`` (PyTorch's).
       mu_dtype, nu_dtype: storage dtypes of the moments (``nu_max`` shares
         ``nu_dtype``).
+      state_format, seed: moment storage, as in :func:`adam_tx.scale_by_adam`.
 
     >>> import adam_tx, jax.numpy as jnp
     >>> tx = adam_tx.scale_by_amsgrad(max_of="nu")
@@ -68,9 +72,9 @@ def scale_by_amsgrad(
     """
     check_adam_args(b1, b2, eps, eps_root)
     check_choice("max_of", max_of, ("nu_hat", "nu"))
-    nu_fmt = moment_format("nu_dtype", nu_dtype)
+    nu_fmt = moment_format("nu_dtype", nu_dtype, state_format, signed=False, seed=seed)
     formats = {
-        "mu": moment_format("mu_dtype", mu_dtype),
+        "mu": moment_format("mu_dtype", mu_dtype, state_format, seed=seed),
         "nu": nu_fmt,
         "nu_max": nu_fmt,
     }

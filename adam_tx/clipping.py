@@ -44,7 +44,15 @@ def sum_of_squares(x: jax.Array) -> jax.Array:
 
 
 def global_norm(tree: Any) -> jax.Array:
-    """``sqrt(sum over leaves of sum(x^2))``, accumulated in at least float32."""
+    """``sqrt(sum over leaves of sum(x^2))``, accumulated in at least float32.
+
+    The norm that :func:`clip_by_global_norm` clips (Pascanu, Mikolov & Bengio,
+    "On the difficulty of training recurrent neural networks", ICML 2013).
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> float(adam_tx.global_norm({"a": jnp.array([3.0]), "b": jnp.array([4.0])}))
+    5.0
+    """
     leaves = jax.tree.leaves(tree)
     total = sum(
         (sum_of_squares(x).astype(hyper_dtype()) for x in leaves),
@@ -63,6 +71,8 @@ def clip_factor(norm: jax.Array, max_norm: jax.Array) -> jax.Array:
 
 def clip(max_delta=1.0):
     """Clip every element of the updates to ``[-max_delta, max_delta]``.
+
+    Formula: ``u <- min(max(u, -max_delta), max_delta)``, elementwise.
 
     >>> import adam_tx, jax.numpy as jnp
     >>> tx = adam_tx.clip(1.0)

@@ -135,7 +135,19 @@ def set_hyperparams(opt_state: Any, **values: Any) -> Any:
 
 
 def get_hyperparams(opt_state: Any) -> dict[str, jax.Array]:
-    """The hyperparameter values in the state, by name (first occurrence wins)."""
+    """The hyperparameter values in the state, by name (first occurrence wins).
+
+    Reads every ``state.hyperparams`` dict in the tree (optax's
+    ``inject_hyperparams`` keeps them the same way): constants as set, schedules
+    at their value for the last step, decay rates with their exact complements.
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> hp = adam_tx.get_hyperparams(adam_tx.adamw(1e-3).init(jnp.zeros(2)))
+    >>> sorted(hp)
+    ['1-b1', '1-b2', 'b1', 'b2', 'eps', 'eps_root', 'learning_rate', 'weight_decay']
+    >>> float(hp["learning_rate"]) == float(jnp.float32(1e-3))
+    True
+    """
     out: dict[str, jax.Array] = {}
 
     def visit(node: Any) -> Any:

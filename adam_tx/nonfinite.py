@@ -142,6 +142,9 @@ def skip_nonfinite(
 ) -> optax.GradientTransformationExtraArgs:
     """Run ``inner`` only on steps whose gradients are all finite.
 
+    Formula: ``u = inner(g) if isfinite(sum(g^2)) else 0`` (the inner state
+    advances only on finite steps), as torch.amp's ``GradScaler`` skips them.
+
     On a step with a NaN or Inf gradient the updates are zeros and the inner
     state is left as it was (its step count does not advance, so bias
     corrections and schedules continue as if the step never happened); the

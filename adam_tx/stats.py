@@ -63,6 +63,8 @@ class TrackStatsState(NamedTuple):
 def track_stats():
     """Record ``||u||`` and ``||p||`` (global L2 norms); updates pass unchanged.
 
+    Formula: ``||x|| = sqrt(sum over leaves of sum(x^2))``.
+
     Put it last in :func:`adam_tx.chain`, so that ``u`` is the step added to the
     parameters. Needs ``params``.
 
@@ -126,6 +128,8 @@ def _found(opt_state: Any) -> list[Any]:
 
 def stats(opt_state: Any) -> dict[str, jax.Array]:
     """Named float32 scalars describing the last step (module docstring: keys).
+
+    Norms are global L2 norms, ``||x|| = sqrt(sum over leaves of sum(x^2))``.
 
     Works on concrete states and under ``jit``/``scan``/``vmap`` (with a
     batched state, each value is batched too).

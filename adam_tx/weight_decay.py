@@ -32,6 +32,11 @@ class AddDecayedWeightsState(NamedTuple):
 def decay_mask(params: Any, *, exclude: Iterable[str] = DEFAULT_EXCLUDE) -> Any:
     """The usual weight-decay mask: False for biases, norm scales, embeddings.
 
+    Formula: ``mask(leaf) = not any(e in c.lower() for c in path for e in
+    exclude)``; decaying only weights ("no bias decay") follows He et al., "Bag
+    of Tricks for Image Classification with Convolutional Neural Networks",
+    CVPR 2019.
+
     A leaf is excluded when any component of its path contains one of
     ``exclude`` (case-insensitive), e.g. ``LayerNorm_0/scale``, ``Dense_0/bias``
     or ``Embed_0/embedding``.
