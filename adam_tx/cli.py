@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--optimizer", choices=tuple(_runs.OPTIMIZERS), default="adamw")
     find.add_argument("--min-lr", type=_positive_float, default=1e-6)
     find.add_argument("--max-lr", type=_positive_float, default=1.0)
+    find.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.9,
+        help="EMA factor of the loss, in [0, 1) (0.98 lags ~50 steps behind)",
+    )
 
     comp = sub.add_parser("compare", help="optimizers head to head")
     _common(comp, steps=150)
@@ -221,6 +227,8 @@ def cmd_lr_find(parser, args) -> int:
         parser.error(f"--max-lr must be > --min-lr={args.min_lr}, got {args.max_lr}")
     if args.steps < 3:
         parser.error(f"--steps must be >= 3 for a range test, got {args.steps}")
+    if not 0 <= args.smoothing < 1:
+        parser.error(f"--smoothing must be in [0, 1), got {args.smoothing}")
     out = _out_dir(parser, args).resolve()
     _, graphdef, params, _, batches = _setup(args)
     tx = _runs.make_optimizer(args.optimizer, args.min_lr)
@@ -232,6 +240,7 @@ def cmd_lr_find(parser, args) -> int:
         min_lr=args.min_lr,
         max_lr=args.max_lr,
         num_steps=args.steps,
+        beta=args.smoothing,
     )
     plot_range_test(result, str(out / "lr_find.png"))
     record = {

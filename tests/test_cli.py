@@ -106,6 +106,7 @@ def test_bench_runs_the_script_or_says_it_is_missing(tmp_path, monkeypatch, caps
         (["demo", "--lr", "-1"], "--lr"),
         (["demo", "--optimizer", "sgd", "--state", "bf16"], "not available"),
         (["lr-find", "--min-lr", "1", "--max-lr", "0.1"], "--max-lr"),
+        (["lr-find", "--smoothing", "1"], "--smoothing"),
         (["compare", "--optimizers", "adamw,lion"], "lion"),
         ([], "required"),
     ],
