@@ -1,0 +1,62 @@
+"""The documentation site builds with ``mkdocs build --strict`` (warnings fail)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("mkdocs") is None
+    or importlib.util.find_spec("mkdocstrings") is None,
+    reason="mkdocs and mkdocstrings[python] are in the test extras",
+)
+def test_docs_build_strict(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "", "HOME": str(tmp_path)},
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    assert "WARNING" not in log, log
+    assert (tmp_path / "index.html").exists()
+    api = (tmp_path / "api" / "optimizers" / "index.html").read_text()
+    assert "adamw" in api and "Decoupled Weight Decay" in api
+
+
+def _table(text: str) -> list[str]:
+    start = text.index("| topic | torch.optim | adam_tx |")
+    lines = text[start:].splitlines()
+    return lines[: next(i for i, line in enumerate(lines) if not line.startswith("|"))]
+
+
+def test_pytorch_table_matches_readme():
+    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "pytorch.md").read_text()
+    assert _table(page) == _table(readme), (
+        "docs/pytorch.md's table is a copy of README.md's 'Coming from PyTorch' "
+        "table: update both"
+    )
+
+
+def test_doctest_fences():
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from _doctest_fences import fence_doctests
+    finally:
+        sys.path.pop(0)
+    text = "Summary.\n\n    >>> f(1)\n    [0.0, 1.0]\n\nAfter."
+    assert fence_doctests(text) == (
+        "Summary.\n\n    ```pycon\n    >>> f(1)\n    [0.0, 1.0]\n    ```\n\nAfter."
+    )
