@@ -22,6 +22,8 @@ def _nbytes(leaf: Any) -> int:
 def state_bytes(opt_state: Any) -> int:
     """Total bytes of the arrays in ``opt_state`` (any pytree).
 
+    Formula: ``sum over leaves of x.size * x.dtype.itemsize``.
+
     >>> import adam_tx, jax.numpy as jnp
     >>> p = jnp.zeros(1000)
     >>> state_bytes(adam_tx.scale_by_adam().init(p)) - state_bytes(
@@ -70,6 +72,9 @@ def _per_leaf_entries(node: Any, params_def, param_shapes) -> list[list[Any]] | 
 
 def state_report(opt_state: Any, params: Any, *, min_size: int = 4096) -> StateReport:
     """Bytes of ``opt_state`` per parameter of ``params``.
+
+    Formula: ``bytes_per_param = state_bytes(opt_state) / (number of parameters)``,
+    and ``large_bytes_per_param`` the same over the large leaves only.
 
     Every sub-tree of the state shaped like ``params`` (a moment, quantized or
     not) is attributed leaf by leaf, so ``large_bytes_per_param`` counts only

@@ -9,6 +9,7 @@ several engineers) are left out; in a clean clone every module is checked.
 
 from __future__ import annotations
 
+import doctest
 import inspect
 import pathlib
 import re
@@ -73,8 +74,11 @@ def test_docstring(name, obj):
     doc = inspect.getdoc(obj)
     assert doc, f"adam_tx.{name} has no docstring"
     assert ">>>" in doc, f"adam_tx.{name}'s docstring has no >>> example"
-    prose = doc.split(">>>")[0]
-    assert FORMULA.search(prose) or REFERENCE.search(doc), (
+    # The text around the examples, without their source and expected output.
+    prose = "".join(
+        part for part in doctest.DocTestParser().parse(doc) if isinstance(part, str)
+    )
+    assert FORMULA.search(prose) or REFERENCE.search(prose), (
         f"adam_tx.{name}'s docstring gives neither a formula nor a reference"
     )
 
@@ -83,8 +87,6 @@ def test_docstring(name, obj):
 def test_example_is_collected_as_doctest(name, obj):
     # The example must live in the function's own module, where
     # ``pytest --doctest-modules adam_tx`` finds it.
-    import doctest
-
     module = inspect.getmodule(obj)
     tests = doctest.DocTestFinder().find(module)
     qualname = f"{module.__name__}.{obj.__qualname__}"
