@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -62,3 +63,20 @@ def test_doctest_fences():
     assert fence_doctests(text) == (
         "Summary.\n\n    ```pycon\n    >>> f(1)\n    [0.0, 1.0]\n    ```\n\nAfter."
     )
+
+
+def test_getting_started_examples_run():
+    text = (ROOT / "docs" / "index.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        namespace: dict = {}
+        exec(compile(block, "docs/index.md", "exec"), namespace)
+    # The last block defines a Flax NNX train step: train with it (the first
+    # step's learning rate is 0: warmup starts there).
+    import jax.numpy as jnp
+
+    x, y = jnp.ones((2, 16)), jnp.zeros((2, 4))
+    model, optimizer = namespace["model"], namespace["optimizer"]
+    losses = [float(namespace["train_step"](model, optimizer, x, y)) for _ in range(3)]
+    assert losses[2] < losses[0]
