@@ -44,6 +44,7 @@ from adam_tx.clipping import (
     clip_by_global_norm,
     global_norm,
 )
+from adam_tx.grouping import GroupedState, group_small_leaves
 from adam_tx.hyperparams import get_hyperparams, set_hyperparams
 from adam_tx.learning_rate import (
     ScaleByLearningRateState,
@@ -62,6 +63,7 @@ from adam_tx.weight_decay import AddDecayedWeightsState, add_decayed_weights, de
 __version__ = "0.1.0"
 
 __all__ = [
+    "GroupedState",
     "AdaptiveGradClipState",
     "AddDecayedWeightsState",
     "BiasCorrectionState",
@@ -93,12 +95,13 @@ __all__ = [
     "amsgrad",
     "apply_updates",
     "bias_correction",
-    "checkpoint",
     "chain",
+    "checkpoint",
     "clip",
     "clip_by_global_norm",
     "decay_mask",
     "get_hyperparams",
+    "group_small_leaves",
     "global_norm",
     "loss_scaling",
     "lr_range_test",
@@ -119,11 +122,11 @@ __all__ = [
     "sharding",
     "set_hyperparams",
     "sgd",
+    "switch",
     "skip_nonfinite",
     "state_bytes",
     "state_report",
     "stats",
-    "switch",
     "trace",
     "track_stats",
 ]
