@@ -104,7 +104,8 @@ def add_decayed_weights(weight_decay=1e-4, mask=None):
     >>> import adam_tx, jax.numpy as jnp
     >>> tx = adam_tx.add_decayed_weights(0.5, mask=lambda path, p: path != "b")
     >>> params = {"w": jnp.ones(1), "b": jnp.ones(1)}
-    >>> u, _ = tx.update({"w": jnp.zeros(1), "b": jnp.zeros(1)}, tx.init(params), params)
+    >>> zeros = {"w": jnp.zeros(1), "b": jnp.zeros(1)}
+    >>> u, _ = tx.update(zeros, tx.init(params), params)
     >>> u["w"].tolist(), u["b"].tolist()
     ([0.5], [0.0])
     """
