@@ -52,8 +52,11 @@ class Piece(NamedTuple):
         ``new_fields`` holds one tree per entry of ``fields``.
       fields: names of state fields that hold one entry per parameter leaf.
       reduce_input: optional ``x -> tuple of scalars`` summed over all leaves of
-        this piece's input before ``prepare``.
-      needs_params: whether ``leaf`` reads the parameter.
+        this piece's input before ``prepare``; ``(x, param) -> tuple of
+        scalars`` when ``reduce_params`` is set.
+      needs_params: whether ``leaf`` (or ``reduce_input``) reads the parameter.
+      reduce_params: whether ``reduce_input`` also reads the parameter (before
+        any piece's update overwrites it).
     """
 
     name: str
@@ -64,6 +67,7 @@ class Piece(NamedTuple):
     fields: tuple[str, ...] = ()
     reduce_input: Callable[[jax.Array], Partials] | None = None
     needs_params: bool = False
+    reduce_params: bool = False
 
 
 # A program is a Piece, a Wrapper, or a tuple of programs (a chain, whose state
@@ -180,6 +184,27 @@ def _sum_partials(acc: Partials | None, part: Partials) -> Partials:
     return tuple(a + b for a, b in zip(acc, part, strict=True))
 
 
+def _after(reductions: list[Partials]) -> Callable[[Any], Any]:
+    """``x -> x`` for scalars, bit for bit, but computed from ``reductions`` too."""
+    srl = lambda b, n: jax.lax.shift_right_logical(b, jnp.uint32(n))
+    as_bits = lambda r: jax.lax.bitcast_convert_type(r.astype(jnp.float32), jnp.uint32)
+    # 0, in a form XLA does not fold away: b >> 16 >> 16 == 0 for any uint32 b.
+    zero = jnp.uint32(0)
+    for r in (r for part in reductions for r in part):
+        zero = zero | srl(srl(as_bits(r), 16), 16)
+
+    def after(x):
+        if not isinstance(x, jax.Array) or x.shape:
+            return x
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            return x
+        uint = jnp.dtype(f"uint{8 * x.dtype.itemsize}")
+        bits = jax.lax.bitcast_convert_type(x, uint) | zero.astype(uint)
+        return jax.lax.bitcast_convert_type(bits, x.dtype)
+
+    return after
+
+
 def run_pieces(
     pieces: Sequence[Piece], states: Sequence[Any], updates: Any, params: Any
 ) -> tuple[Any, list[Any]]:
@@ -206,6 +231,7 @@ def run_pieces(
         leaf_states.append(split)
 
     ctxs: list[Any] = []
+    param_reductions: list[Partials] = []
 
     def forward(upto: int, j: int) -> jax.Array:
         x = g_leaves[j]
@@ -217,10 +243,24 @@ def run_pieces(
         reduced = None
         if piece.reduce_input is not None:
             for j in range(n):
-                reduced = _sum_partials(reduced, piece.reduce_input(forward(i, j)))
+                param = (p_leaves[j],) if piece.reduce_params else ()
+                args = (forward(i, j), *param)
+                reduced = _sum_partials(reduced, piece.reduce_input(*args))
             if reduced is None:  # empty tree
-                reduced = piece.reduce_input(jnp.zeros([0], jnp.float32))
+                empty = (jnp.zeros([0], jnp.float32),) * (1 + piece.reduce_params)
+                reduced = piece.reduce_input(*empty)
+        if piece.reduce_params:
+            param_reductions.append(reduced)
         ctxs.append(piece.prepare(state, params, reduced))
+
+    if param_reductions:
+        # Those reductions read parameters and state that the pass below
+        # overwrites in place, and nothing in the pass depends on them. Making
+        # the pass's scalars depend on their results orders the pass after
+        # them, so XLA neither copies the donated buffers nor merges a
+        # reduction's recomputed leaf functions with the pass (which would
+        # store the update).
+        ctxs = jax.tree.map(_after(param_reductions), ctxs)
 
     out_leaves = []
     new_leaf_states: list[list[tuple[Any, ...]]] = [[] for _ in pieces]

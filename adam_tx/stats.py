@@ -1,9 +1,12 @@
 """Step statistics: what the optimizer did, read from its state.
 
 :func:`track_stats`, put last in a chain, records the norm of the final updates
-and of the parameters. Its reductions are ``partials`` of the fused pass: they
-are summed inside the same per-leaf loop that computes the updates, so no
-extra pass over the parameters is made.
+and of the parameters. Both are summed in one read-only reduction per leaf that
+runs before the fused update pass: it reads the gradient, the state and the
+parameter, recomputes the update in registers (``reduce_input`` evaluates the
+chain's leaf functions) and writes nothing, so no update is stored and the
+donated parameters and moments are still updated in place (BENCHMARKS.md, "Cost
+of step statistics").
 
 :func:`stats` gathers named float32 scalars from anywhere in an optimizer
 state tree (inside ``chain``, ``optax.named_chain``, ``optax.masked``,
@@ -46,8 +49,8 @@ import jax
 import jax.numpy as jnp
 
 from adam_tx import _fusion
-from adam_tx._dtypes import hyper_dtype
-from adam_tx.clipping import ClipByGlobalNormState, sum_of_squares
+from adam_tx._dtypes import compute_dtype, hyper_dtype
+from adam_tx.clipping import ClipByGlobalNormState
 from adam_tx.hyperparams import get_hyperparams
 from adam_tx.loss_scale import LossScaleState
 from adam_tx.nonfinite import SkipNonfiniteState
@@ -81,27 +84,54 @@ def track_stats():
         zero = jnp.zeros([], jnp.float32)
         return TrackStatsState(zero, zero)
 
-    def leaf(ctx, x, entries, p, info):
+    def reduce_input(u, p):
         dtype = hyper_dtype()
-        return x, (), (sum_of_squares(x).astype(dtype), sum_of_squares(p).astype(dtype))
+        return tuple(s.astype(dtype) for s in _sums_of_squares(u, p))
 
-    def finish(state, ctx, fields, partials):
-        if not partials:  # no leaves
-            return state
-        u2, p2 = partials
+    def prepare(state, params, reduced):
+        u2, p2 = reduced
         return TrackStatsState(
             jnp.sqrt(u2).astype(jnp.float32), jnp.sqrt(p2).astype(jnp.float32)
         )
 
+    def leaf(ctx, x, entries, p, info):
+        return x, (), ()
+
+    def finish(state, ctx, fields, partials):
+        return ctx
+
     piece = _fusion.Piece(
         "track_stats",
         init,
-        lambda state, params, reduced: None,
+        prepare,
         leaf,
         finish,
+        reduce_input=reduce_input,
         needs_params=True,
+        reduce_params=True,
     )
     return _fusion.transformation(piece)
+
+
+def _sums_of_squares(u: jax.Array, p: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(sum(u^2), sum(p^2))`` accumulated in at least float32, in one loop.
+
+    One variadic reduction, so that XLA:CPU fuses the leaf functions computing
+    ``u`` into it (a plain ``sum`` goes to a library kernel that needs every
+    scalar operand broadcast to a parameter-sized array first). It sums along
+    the last axis, then the row sums: summing millions of float32 terms in one
+    running total would lose digits.
+    """
+    u = u.astype(compute_dtype(u.dtype))
+    p = p.astype(compute_dtype(p.dtype))
+    if u.ndim == 1:  # rows of a vector, when its length allows
+        c = next((c for c in (1024, 256, 64, 16) if u.size % c == 0), 0)
+        u, p = (u, p) if c == 0 else (u.reshape(-1, c), p.reshape(-1, c))
+    zero = (jnp.zeros([], u.dtype), jnp.zeros([], p.dtype))
+    add = lambda a, b: (a[0] + b[0], a[1] + b[1])
+    axes = (u.ndim - 1,) if u.ndim else ()
+    rows = jax.lax.reduce((u * u, p * p), zero, add, axes)
+    return jnp.sum(rows[0]), jnp.sum(rows[1])
 
 
 _TYPES = (TrackStatsState, ClipByGlobalNormState, SkipNonfiniteState, LossScaleState)

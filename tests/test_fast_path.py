@@ -49,7 +49,9 @@ def _compiled(tx, leaves=LEAVES, n=N):
     return jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
 
 
-_INSTR = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+?)(?:\{[^}]*\})? (\S+?)\((.*)$")
+_INSTR = re.compile(
+    r"^\s*(?:ROOT )?%(\S+) = (\([^)]*\)|\S+?)(?:\{[^}]*\})? (\S+?)\((.*)$"
+)
 _PASSIVE = {"parameter", "tuple", "get-tuple-element", "bitcast", "copy-start"}
 
 
@@ -84,6 +86,24 @@ def test_chained_step_makes_few_passes_per_leaf():
     # p, m, v, and recomputes nothing else). No clipped or bias-corrected tree
     # is materialised. 4 passes = 44 B/param against the 32 B/param floor.
     assert passes_over_params(hlo) == 4 * LEAVES, hlo[hlo.index("\nENTRY") :]
+
+
+def test_step_statistics_add_one_read_only_pass():
+    """``track_stats`` costs one reduction per leaf and no copy or temporary."""
+    tx = adam_tx.chain(
+        adam_tx.clip_by_global_norm(1.0),
+        adam_tx.adamw(_schedule(), weight_decay=0.01),
+        adam_tx.track_stats(),
+    )
+    compiled = _compiled(tx)
+    # The 4 loops of the plain step, plus one reduction per leaf that reads g,
+    # m, v and p (recomputing the update) and writes nothing: no stored update,
+    # no copy of the donated parameters or moments.
+    assert passes_over_params(compiled.as_text()) == 5 * LEAVES
+    analysis = compiled.memory_analysis()
+    if analysis is not None:
+        assert analysis.alias_size_in_bytes >= 3 * LEAVES * N * 4
+        assert analysis.temp_size_in_bytes < N * 4
 
 
 def test_optax_chain_makes_more_passes():
