@@ -202,3 +202,46 @@ def test_track_stats_needs_params():
     opt = adam_tx.chain(adam_tx.sgd(0.1), adam_tx.track_stats())
     with pytest.raises(ValueError, match="track_stats needs `params`"):
         opt.update(jnp.ones(2), opt.init(jnp.ones(2)))
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["plain", "skip_nonfinite"])
+def test_norms_in_a_donated_jitted_step(guard):
+    """The norms read the old parameters although the step overwrites them."""
+    rng = np.random.default_rng(0)
+    shapes = {"w": (6, 40), "v": (2048,), "b": (7,)}
+    opt = adam_tx.chain(
+        adam_tx.clip_by_global_norm(1.0),
+        adam_tx.adamw(0.1, weight_decay=0.1),
+        adam_tx.track_stats(),
+    )
+    if guard:
+        opt = adam_tx.skip_nonfinite(opt)
+
+    def step(params, state, grads):
+        u, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, u), state, u
+
+    jitted = jax.jit(step, donate_argnums=(0, 1))
+    params = {
+        k: jnp.asarray(rng.standard_normal(s), jnp.float32) for k, s in shapes.items()
+    }
+    # Fresh buffers: an init state may hold one array in two fields.
+    state = jax.tree.map(jnp.copy, opt.init(params))
+    last = None
+    for i in range(4):
+        grads = {
+            k: jnp.asarray(rng.standard_normal(s), jnp.float32)
+            for k, s in shapes.items()
+        }
+        if guard and i == 2:
+            grads["b"] = grads["b"].at[0].set(jnp.nan)
+        p_norm = float(adam_tx.global_norm(params))
+        params, state, u = jitted(params, state, grads)
+        got = adam_tx.stats(state)
+        if guard and i == 2:  # skipped: the previous step's figures stay
+            assert float(got["update_norm"]) == last
+            continue
+        want_u = float(adam_tx.global_norm(u))
+        np.testing.assert_allclose(float(got["update_norm"]), want_u, rtol=1e-6)
+        np.testing.assert_allclose(float(got["param_norm"]), p_norm, rtol=1e-6)
+        last = float(got["update_norm"])
