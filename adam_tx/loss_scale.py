@@ -32,7 +32,11 @@ from adam_tx._counting import INT32_MAX
 from adam_tx._dtypes import compute_dtype, hyper_dtype
 from adam_tx._validate import check_positive, check_positive_int, check_range
 from adam_tx.clipping import sum_of_squares
-from adam_tx.nonfinite import guarded_transform, select, sum_of_squares_tree
+from adam_tx.nonfinite import (
+    guarded_inner_update,
+    guarded_transform,
+    sum_of_squares_tree,
+)
 
 
 class LossScaleState(NamedTuple):
@@ -229,15 +233,9 @@ def loss_scaling(
         # Kept in the compute dtype: unscaled float16 gradients would underflow.
         grads = jax.tree.map(lambda x: unscale(x, inv), updates)
         squares = sum_of_squares_tree(grads)
-        finite = jnp.isfinite(squares)
-        tx = optax.with_extra_args_support(inner)
-        new_updates, new_inner = tx.update(
-            grads, state.inner_state, params, **extra_args
+        new_updates, inner_state = guarded_inner_update(
+            inner, squares, grads, state.inner_state, params, extra_args
         )
-        new_updates = jax.tree.map(
-            lambda u: jnp.where(finite, u, jnp.zeros_like(u)), new_updates
-        )
-        inner_state = select(finite, new_inner, state.inner_state)
         return new_updates, advance(state, squares, inner_state)
 
     return guarded_transform("loss_scaling", inner, init, head, plain)

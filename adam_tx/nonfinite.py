@@ -137,6 +137,22 @@ def sum_of_squares_tree(tree: Any, scale: jax.Array | None = None) -> jax.Array:
     return total
 
 
+def guarded_inner_update(inner, squares, updates, inner_state, params, extra_args):
+    """Run a foreign ``inner`` transform, keeping its state when a step is bad.
+
+    The unfused path of the guards: ``squares`` (the gradients' sum of squares)
+    is non-finite exactly when some gradient is NaN or Inf; then the updates are
+    zeros and ``inner_state`` is returned unchanged.
+    """
+    finite = jnp.isfinite(squares)
+    tx = optax.with_extra_args_support(inner)
+    new_updates, new_inner = tx.update(updates, inner_state, params, **extra_args)
+    new_updates = jax.tree.map(
+        lambda u: jnp.where(finite, u, jnp.zeros_like(u)), new_updates
+    )
+    return new_updates, select(finite, new_inner, inner_state)
+
+
 def skip_nonfinite(
     inner: optax.GradientTransformation, max_consecutive: int | None = None
 ) -> optax.GradientTransformationExtraArgs:
@@ -211,15 +227,9 @@ def skip_nonfinite(
 
     def plain(updates, state, params=None, **extra_args):
         squares = sum_of_squares_tree(updates)
-        finite = jnp.isfinite(squares)
-        tx = optax.with_extra_args_support(inner)
-        new_updates, new_inner = tx.update(
-            updates, state.inner_state, params, **extra_args
+        new_updates, inner_state = guarded_inner_update(
+            inner, squares, updates, state.inner_state, params, extra_args
         )
-        new_updates = jax.tree.map(
-            lambda u: jnp.where(finite, u, jnp.zeros_like(u)), new_updates
-        )
-        inner_state = select(finite, new_inner, state.inner_state)
         return new_updates, advance(state, squares, inner_state)
 
     return guarded_transform("skip_nonfinite", inner, init, head, plain)
