@@ -111,8 +111,11 @@ def clip_by_global_norm(max_norm=1.0):
 
     def init(params):
         del params
-        one = jnp.ones([], hyper_dtype())
-        return ClipByGlobalNormState(0 * one, one, hyperparams.init_values(hypers))
+        return ClipByGlobalNormState(
+            jnp.zeros([], hyper_dtype()),
+            jnp.ones([], hyper_dtype()),
+            hyperparams.init_values(hypers),
+        )
 
     def reduce_input(x):
         return (sum_of_squares(x).astype(hyper_dtype()),)

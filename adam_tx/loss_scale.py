@@ -181,11 +181,11 @@ def loss_scaling(
     )
 
     def init(params):
-        zero = jnp.zeros([], jnp.int32)
+        # Distinct arrays per field: a donated state may not alias a buffer twice.
         return LossScaleState(
             jnp.asarray(init_scale, jnp.float32),
-            zero,
-            zero,
+            jnp.zeros([], jnp.int32),
+            jnp.zeros([], jnp.int32),
             jnp.full([], jnp.nan, hyper_dtype()),
             inner.init(params),
         )

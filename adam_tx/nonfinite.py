@@ -195,10 +195,13 @@ def skip_nonfinite(
     limit = INT32_MAX if max_consecutive is None else max_consecutive
 
     def init(params):
-        zero = jnp.zeros([], jnp.int32)
-        nan = jnp.full([], jnp.nan, hyper_dtype())
+        # Distinct arrays per field: a donated state may not alias a buffer twice.
         return SkipNonfiniteState(
-            zero, zero, jnp.zeros([], bool), nan, inner.init(params)
+            jnp.zeros([], jnp.int32),
+            jnp.zeros([], jnp.int32),
+            jnp.zeros([], bool),
+            jnp.full([], jnp.nan, hyper_dtype()),
+            inner.init(params),
         )
 
     def advance(state, squares, inner_state):

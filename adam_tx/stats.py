@@ -81,8 +81,7 @@ def track_stats():
 
     def init(params):
         del params
-        zero = jnp.zeros([], jnp.float32)
-        return TrackStatsState(zero, zero)
+        return TrackStatsState(jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32))
 
     def reduce_input(u, p):
         dtype = hyper_dtype()
