@@ -24,8 +24,12 @@ from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.weight_decay import add_decayed_weights
 
 
-def _l2(weight_decay, mask=None):
-    """Coupled L2 decay as torch adds it to the gradient, or nothing when 0."""
+def _optional_decay(weight_decay, mask=None):
+    """``add_decayed_weights`` as a chain member, or nothing when the decay is 0.
+
+    Placed before the preconditioner it is torch's coupled L2 decay; after it,
+    decoupled (AdamW-style) decay.
+    """
     check_nonnegative("weight_decay", weight_decay)
     if not is_schedule(weight_decay) and weight_decay == 0:
         return ()
@@ -206,12 +210,6 @@ def amsgrad(
     >>> [round(float(x), 4) for x in u]
     [-0.1, 0.1]
     """
-    check_nonnegative("weight_decay", weight_decay)
-    decay = (
-        ()
-        if weight_decay == 0 and not is_schedule(weight_decay)
-        else (add_decayed_weights(weight_decay, mask),)
-    )
     return chain(
         scale_by_amsgrad(
             b1,
@@ -224,7 +222,7 @@ def amsgrad(
             state_format=state_format,
             seed=seed,
         ),
-        *decay,
+        *_optional_decay(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -299,7 +297,7 @@ def adamax(
     [-0.1, 0.1]
     """
     return chain(
-        *_l2(weight_decay),
+        *_optional_decay(weight_decay),
         scale_by_adamax(
             b1,
             b2,
@@ -347,7 +345,7 @@ def rmsprop(
     check_nonnegative("momentum", momentum)
     use_momentum = is_schedule(momentum) or momentum > 0
     return chain(
-        *_l2(weight_decay),
+        *_optional_decay(weight_decay),
         scale_by_rms(
             decay, eps, initial_scale, centered=centered, eps_in_sqrt=eps_in_sqrt
         ),
@@ -390,7 +388,7 @@ def adagrad(
             return value / (1 + count * lr_decay)
 
     return chain(
-        *_l2(weight_decay),
+        *_optional_decay(weight_decay),
         scale_by_adagrad(initial_accumulator_value, eps),
         scale_by_learning_rate(lr),
     )
@@ -425,7 +423,7 @@ def sgd(
     if nesterov and not use_momentum:
         raise ValueError("nesterov=True needs momentum > 0")
     return chain(
-        *_l2(weight_decay),
+        *_optional_decay(weight_decay),
         *(
             (trace(momentum, nesterov=nesterov, dampening=dampening),)
             if use_momentum
