@@ -242,7 +242,9 @@ def test_live_problem_matches_golden():
     problem = _maker().make_problem()
     for k in LEAVES:
         np.testing.assert_array_equal(problem["init"][k], INIT[k])
-        np.testing.assert_array_equal(problem["grads"][k], GRADS[k])
+        # np.exp's SIMD kernels differ in the last bit between CPUs (AVX2 vs
+        # AVX-512): the gradient scales are equal to within a float64 rounding.
+        np.testing.assert_allclose(problem["grads"][k], GRADS[k], rtol=1e-15, atol=0)
     np.testing.assert_array_equal(problem["lr_schedule"], LR_SCHEDULE)
 
 
