@@ -17,6 +17,8 @@ stored either.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -57,6 +59,14 @@ class Piece(NamedTuple):
       needs_params: whether ``leaf`` (or ``reduce_input``) reads the parameter.
       reduce_params: whether ``reduce_input`` also reads the parameter (before
         any piece's update overwrites it).
+      reduce_when: optional ``state -> bool scalar``; the reduction then runs
+        only on steps where it is true (``lax.cond``) and ``prepare`` gets
+        zeros on the others.
+      reduce_in_pass: optional function like ``reduce_input``; on backends that
+        fuse a reduction into the loop producing its input (not XLA:CPU, see
+        :func:`reductions_in_pass`) it replaces ``reduce_input``: it is
+        evaluated on this piece's leaf input inside the update pass and summed
+        into the partials ``finish`` receives, and ``prepare`` gets ``None``.
     """
 
     name: str
@@ -68,6 +78,8 @@ class Piece(NamedTuple):
     reduce_input: Callable[[jax.Array], Partials] | None = None
     needs_params: bool = False
     reduce_params: bool = False
+    reduce_when: Callable[[Any], jax.Array] | None = None
+    reduce_in_pass: Callable[..., Partials] | None = None
 
 
 # A program is a Piece, a Wrapper, or a tuple of programs (a chain, whose state
@@ -205,10 +217,52 @@ def _after(reductions: list[Partials]) -> Callable[[Any], Any]:
     return after
 
 
+_IN_PASS_OVERRIDE: list[bool | None] = [None]
+
+
+@contextlib.contextmanager
+def reductions_in_pass(enabled: bool | None):
+    """Trace updates with in-pass reductions forced on or off (tests, benchmarks).
+
+    By default (``None``) the choice is made per backend when the step is
+    lowered, with ``jax.lax.platform_dependent``: XLA:CPU never fuses a
+    reduction into the loop that produces its input (it would store the
+    update, copy the donated parameters and make extra passes: BENCHMARKS.md,
+    "Cost of step statistics"), so there a piece's ``reduce_in_pass`` reduction
+    runs as a read-only pre-pass; XLA:GPU and XLA:TPU fuse it into the update
+    loop as extra outputs, so there it is summed as partials of the pass.
+
+    The setting is read when a step is traced, and ``jax.jit`` reuses the
+    trace of a function it has seen: trace a new function inside the block.
+    """
+    previous = _IN_PASS_OVERRIDE[0]
+    _IN_PASS_OVERRIDE[0] = enabled
+    try:
+        yield
+    finally:
+        _IN_PASS_OVERRIDE[0] = previous
+
+
 def run_pieces(
     pieces: Sequence[Piece], states: Sequence[Any], updates: Any, params: Any
 ) -> tuple[Any, list[Any]]:
     """Apply ``pieces`` in order as one fused pass; return updates and states."""
+    forced = _IN_PASS_OVERRIDE[0]
+    if all(p.reduce_in_pass is None for p in pieces) or forced is not None:
+        return _run_pieces(pieces, states, updates, params, bool(forced))
+    run = lambda in_pass: lambda s, u, p: _run_pieces(pieces, s, u, p, in_pass)
+    return jax.lax.platform_dependent(
+        list(states), updates, params, cpu=run(False), default=run(True)
+    )
+
+
+def _run_pieces(
+    pieces: Sequence[Piece],
+    states: Sequence[Any],
+    updates: Any,
+    params: Any,
+    in_pass: bool,
+) -> tuple[Any, list[Any]]:
     flat_with_path, treedef = jax.tree_util.tree_flatten_with_path(updates)
     g_leaves = [leaf for _, leaf in flat_with_path]
     paths = [path_str(p) for p, _ in flat_with_path]
@@ -233,24 +287,46 @@ def run_pieces(
     ctxs: list[Any] = []
     param_reductions: list[Partials] = []
 
-    def forward(upto: int, j: int) -> jax.Array:
+    def forward(upto: int, j: int, scalars: list[Any]) -> jax.Array:
         x = g_leaves[j]
         for k in range(upto):
-            x = pieces[k].leaf(ctxs[k], x, leaf_states[k][j], p_leaves[j], infos[j])[0]
+            x = pieces[k].leaf(scalars[k], x, leaf_states[k][j], p_leaves[j], infos[j])[
+                0
+            ]
         return x
 
+    def reduce(i: int) -> Partials:
+        piece, reduced = pieces[i], None
+        for j in range(n):
+            scalars = ctxs
+            if piece.reduce_params and reduced is not None:
+                # Leaf after leaf: a reduction that recomputes the update may
+                # keep per-row sums (track_stats), so one leaf's at a time.
+                scalars = jax.tree.map(_after([reduced]), ctxs)
+            param = (p_leaves[j],) if piece.reduce_params else ()
+            part = piece.reduce_input(forward(i, j, scalars), *param)
+            reduced = _sum_partials(reduced, part)
+        if reduced is None:  # empty tree
+            empty = (jnp.zeros([0], jnp.float32),) * (1 + piece.reduce_params)
+            reduced = piece.reduce_input(*empty)
+        return reduced
+
+    in_pass_pieces = {
+        i for i, p in enumerate(pieces) if in_pass and p.reduce_in_pass is not None
+    }
     for i, (piece, state) in enumerate(zip(pieces, states)):
         reduced = None
-        if piece.reduce_input is not None:
-            for j in range(n):
-                param = (p_leaves[j],) if piece.reduce_params else ()
-                args = (forward(i, j), *param)
-                reduced = _sum_partials(reduced, piece.reduce_input(*args))
-            if reduced is None:  # empty tree
-                empty = (jnp.zeros([0], jnp.float32),) * (1 + piece.reduce_params)
-                reduced = piece.reduce_input(*empty)
-        if piece.reduce_params:
-            param_reductions.append(reduced)
+        if piece.reduce_input is not None and i not in in_pass_pieces:
+            if piece.reduce_when is None:
+                reduced = reduce(i)
+            else:
+                compute = functools.partial(reduce, i)
+                skip = lambda c=compute: jax.tree.map(
+                    lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(c)
+                )
+                reduced = jax.lax.cond(piece.reduce_when(state), compute, skip)
+            if piece.reduce_params:
+                param_reductions.append(reduced)
         ctxs.append(piece.prepare(state, params, reduced))
 
     if param_reductions:
@@ -268,9 +344,13 @@ def run_pieces(
     for j in range(n):
         x = g_leaves[j]
         for i, piece in enumerate(pieces):
+            x_in = x
             x, entries, part = piece.leaf(
                 ctxs[i], x, leaf_states[i][j], p_leaves[j], infos[j]
             )
+            if i in in_pass_pieces:
+                param = (p_leaves[j],) if piece.reduce_params else ()
+                part = tuple(part) + tuple(piece.reduce_in_pass(x_in, *param))
             new_leaf_states[i].append(entries)
             if part:
                 partial_sums[i] = _sum_partials(partial_sums[i], part)

@@ -1,12 +1,14 @@
 """Step statistics: what the optimizer did, read from its state.
 
 :func:`track_stats`, put last in a chain, records the norm of the final updates
-and of the parameters. Both are summed in one read-only reduction per leaf that
-runs before the fused update pass: it reads the gradient, the state and the
-parameter, recomputes the update in registers (``reduce_input`` evaluates the
-chain's leaf functions) and writes nothing, so no update is stored and the
-donated parameters and moments are still updated in place (BENCHMARKS.md, "Cost
-of step statistics").
+and of the parameters. On XLA:CPU both are summed in one read-only reduction
+per leaf that runs before the fused update pass: it reads the gradient, the
+state and the parameter, recomputes the update in registers (``reduce_input``
+evaluates the chain's leaf functions) and writes nothing, so no update is
+stored and the donated parameters and moments are still updated in place. On
+other backends the sums are partials of the update pass itself, which XLA
+fuses into the update loop (``_fusion.reductions_in_pass``). BENCHMARKS.md,
+"Cost of step statistics", has the figures.
 
 :func:`stats` gathers named float32 scalars from anywhere in an optimizer
 state tree (inside ``chain``, ``optax.named_chain``, ``optax.masked``,
@@ -31,6 +33,8 @@ update_norm         ``track_stats``: global norm of the final updates
 param_norm          ``track_stats``: global norm of the parameters before the
                     update
 update_param_ratio  ``update_norm / param_norm``
+norms_step          ``track_stats``: the step the three norms above were
+                    measured at (the current step unless ``every`` > 1)
 skipped_steps       ``skip_nonfinite`` (total) plus ``loss_scaling`` (overflows)
 nonfinite_failed    ``skip_nonfinite(max_consecutive=...)``: 1.0 once that many
                     steps in a row were skipped, else 0.0
@@ -49,7 +53,9 @@ import jax
 import jax.numpy as jnp
 
 from adam_tx import _fusion
+from adam_tx._counting import safe_increment, zero_count
 from adam_tx._dtypes import compute_dtype, hyper_dtype
+from adam_tx._validate import check_positive_int
 from adam_tx.clipping import ClipByGlobalNormState
 from adam_tx.hyperparams import get_hyperparams
 from adam_tx.loss_scale import LossScaleState
@@ -57,47 +63,84 @@ from adam_tx.nonfinite import SkipNonfiniteState
 
 
 class TrackStatsState(NamedTuple):
-    """State of :func:`track_stats`: norms measured at the last step."""
+    """State of :func:`track_stats`: norms measured at step ``norms_step``."""
 
     update_norm: jax.Array
     param_norm: jax.Array
+    count: jax.Array
+    norms_step: jax.Array
 
 
-def track_stats():
+def track_stats(every: int = 1):
     """Record ``||u||`` and ``||p||`` (global L2 norms); updates pass unchanged.
 
     Formula: ``||x|| = sqrt(sum over leaves of sum(x^2))``.
 
     Put it last in :func:`adam_tx.chain`, so that ``u`` is the step added to the
-    parameters. Needs ``params``.
+    parameters and ``p`` the parameters it is added to. Needs ``params``.
+
+    Cost. On GPU and TPU the two sums are extra outputs of the fused update
+    loop. XLA:CPU cannot fuse a reduction into the loop that writes the
+    parameters, so there they are one read-only pass per leaf before the update
+    (about +170% step time at 16M parameters; BENCHMARKS.md). ``every`` bounds
+    that cost: the norms are measured on steps 1, 1 + every, 1 + 2 * every, ...
+    (the steps a loop logging at ``i % every == 0`` reads, ``i`` counting from
+    0) and kept in between; ``adam_tx.stats`` reports the step they come from
+    as ``norms_step``. Skipped steps elsewhere in the pass cost nothing (a
+    ``lax.cond``; under ``vmap`` with a batched count both branches run).
+
+    Args:
+      every: measure the norms once every this many steps (an int >= 1).
 
     >>> import adam_tx, jax.numpy as jnp
     >>> opt = adam_tx.chain(adam_tx.sgd(0.5), adam_tx.track_stats())
     >>> p = jnp.array([3.0, 4.0]); s = opt.init(p)
     >>> u, s = opt.update(jnp.array([2.0, 0.0]), s, p)
     >>> {k: float(v) for k, v in adam_tx.stats(s).items() if "norm" in k}
-    {'update_norm': 1.0, 'param_norm': 5.0}
+    {'update_norm': 1.0, 'param_norm': 5.0, 'norms_step': 1.0}
     """
+    check_positive_int("every", every)
 
     def init(params):
         del params
-        return TrackStatsState(jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32))
+        zero = lambda dtype: jnp.zeros([], dtype)
+        return TrackStatsState(
+            zero(jnp.float32), zero(jnp.float32), zero_count(), zero_count()
+        )
+
+    def due(state):
+        return state.count % every == 0
 
     def reduce_input(u, p):
         dtype = hyper_dtype()
         return tuple(s.astype(dtype) for s in _sums_of_squares(u, p))
 
+    def reduce_in_pass(u, p):
+        # A plain sum, which XLA:GPU/TPU fuse into the update loop as an output.
+        dtype = hyper_dtype()
+        square_sum = lambda x: jnp.sum(jnp.square(x.astype(compute_dtype(x.dtype))))
+        return square_sum(u).astype(dtype), square_sum(p).astype(dtype)
+
     def prepare(state, params, reduced):
-        u2, p2 = reduced
-        return TrackStatsState(
-            jnp.sqrt(u2).astype(jnp.float32), jnp.sqrt(p2).astype(jnp.float32)
-        )
+        return reduced
 
     def leaf(ctx, x, entries, p, info):
         return x, (), ()
 
-    def finish(state, ctx, fields, partials):
-        return ctx
+    def finish(state, reduced, fields, partials):
+        # The sums come from the pre-pass (``reduced``) or, on backends that
+        # fuse them into the update loop, from this pass (``partials``).
+        sums = partials if reduced is None else reduced
+        u2, p2 = sums or (jnp.zeros([], hyper_dtype()),) * 2
+        count = safe_increment(state.count)
+        now = due(state)
+        keep = lambda new, old: jnp.where(now, new, old).astype(old.dtype)
+        return TrackStatsState(
+            keep(jnp.sqrt(u2), state.update_norm),
+            keep(jnp.sqrt(p2), state.param_norm),
+            count,
+            keep(count, state.norms_step),
+        )
 
     piece = _fusion.Piece(
         "track_stats",
@@ -108,6 +151,8 @@ def track_stats():
         reduce_input=reduce_input,
         needs_params=True,
         reduce_params=True,
+        reduce_when=None if every == 1 else due,
+        reduce_in_pass=reduce_in_pass,
     )
     return _fusion.transformation(piece)
 
@@ -117,20 +162,59 @@ def _sums_of_squares(u: jax.Array, p: jax.Array) -> tuple[jax.Array, jax.Array]:
 
     One variadic reduction, so that XLA:CPU fuses the leaf functions computing
     ``u`` into it (a plain ``sum`` goes to a library kernel that needs every
-    scalar operand broadcast to a parameter-sized array first). It sums along
-    the last axis, then the row sums: summing millions of float32 terms in one
-    running total would lose digits.
+    scalar operand broadcast to a parameter-sized array first). The leaf is
+    viewed as rows of 8 (or 4) elements of its last axis, a free reshape, and
+    each row summed: XLA:CPU unrolls a row that short and computes its
+    elements, square root and division included, in one SIMD instruction each,
+    where a longer row is a scalar loop, about 3x slower (BENCHMARKS.md, "Cost
+    of step statistics").
+    The row sums, an eighth of the leaf, are then summed. A leaf whose last
+    axis 4 does not divide is summed along that axis, at the scalar speed
+    (rows that straddle it, or slicing off a remainder, make XLA store the
+    update and copy the parameters).
     """
     u = u.astype(compute_dtype(u.dtype))
     p = p.astype(compute_dtype(p.dtype))
-    if u.ndim == 1:  # rows of a vector, when its length allows
-        c = next((c for c in (1024, 256, 64, 16) if u.size % c == 0), 0)
-        u, p = (u, p) if c == 0 else (u.reshape(-1, c), p.reshape(-1, c))
+    last = u.shape[-1] if u.ndim else 1
+    width = next((w for w in _ROW_WIDTHS if last % w == 0), None)
+    if width is None:
+        return _compensated_sums_of_squares(u, p)
+    u, p = u.reshape(-1, width), p.reshape(-1, width)
     zero = (jnp.zeros([], u.dtype), jnp.zeros([], p.dtype))
     add = lambda a, b: (a[0] + b[0], a[1] + b[1])
-    axes = (u.ndim - 1,) if u.ndim else ()
-    rows = jax.lax.reduce((u * u, p * p), zero, add, axes)
+    rows = jax.lax.reduce((u * u, p * p), zero, add, (1,))
     return jnp.sum(rows[0]), jnp.sum(rows[1])
+
+
+def _compensated_sums_of_squares(u, p):
+    """The sums along the last axis (then of the rows), each carrying its error.
+
+    Reference: Knuth's TwoSum, the error-free transformation of ``a + b``
+    (TAOCP vol. 2, 4.2.2). Rows as long as a whole vector run in one scalar
+    loop; a plain float32 running total over 2M terms is off by about 1e-3, the
+    compensated one by about 1e-7.
+    """
+
+    def merge(a, b):
+        (su, cu, sp, cp), (tu, du, tp, dp) = a, b
+        return (*_two_sum(su, tu, cu + du), *_two_sum(sp, tp, cp + dp))
+
+    zero = jnp.zeros([], u.dtype)
+    axes = (u.ndim - 1,) if u.ndim else ()
+    su, cu, sp, cp = jax.lax.reduce(
+        (u * u, jnp.zeros_like(u), p * p, jnp.zeros_like(p)), (zero,) * 4, merge, axes
+    )
+    return jnp.sum(su + cu), jnp.sum(sp + cp)
+
+
+def _two_sum(a, b, carried):
+    """``(s, e)`` with ``s = fl(a + b)`` and ``e`` its rounding error plus ``carried``."""
+    s = a + b
+    bb = s - a
+    return s, carried + ((a - (s - bb)) + (b - bb))
+
+
+_ROW_WIDTHS = (8, 4)
 
 
 _TYPES = (TrackStatsState, ClipByGlobalNormState, SkipNonfiniteState, LossScaleState)
@@ -192,6 +276,7 @@ def stats(opt_state: Any) -> dict[str, jax.Array]:
         out["update_norm"] = tracked.update_norm
         out["param_norm"] = tracked.param_norm
         out["update_param_ratio"] = tracked.update_norm / tracked.param_norm
+        out["norms_step"] = tracked.norms_step
     if guards:
         out["skipped_steps"] = sum(
             n.total if isinstance(n, SkipNonfiniteState) else n.overflows

@@ -35,12 +35,16 @@ which reads named float32 figures from anywhere in the optimizer state:
 |---|---|
 | `step`, `learning_rate`, `b1` | the adam_tx transforms' counts and hyperparameters |
 | `grad_norm`, `clip_factor` | `clip_by_global_norm` (norm *before* clipping) |
-| `update_norm`, `param_norm`, `update_param_ratio` | `track_stats()` |
+| `update_norm`, `param_norm`, `update_param_ratio`, `norms_step` | `track_stats(every=1)` |
 | `skipped_steps`, `nonfinite_failed` | `skip_nonfinite(...)` |
 | `loss_scale` | `loss_scaling(...)` |
 
 Every training loop below is a `jax.lax.scan` that returns the statistics of
-each step, so logging costs nothing outside the compiled loop.
+each step, so logging costs nothing outside the compiled loop. The norms of
+`track_stats` are sums over every parameter: on GPU/TPU they are extra outputs
+of the update loop, on CPU one extra read of the parameters and state per
+measured step, so a large model on CPU measures them every k steps with
+`track_stats(every=k)` (`norms_step` says which step they are from).
 """),
     code("""
 import jax

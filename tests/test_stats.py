@@ -7,6 +7,8 @@ import optax
 import pytest
 
 import adam_tx
+from adam_tx import _fusion
+from adam_tx.stats import _sums_of_squares
 
 
 def _params():
@@ -41,6 +43,7 @@ def test_values():
         "update_norm": u_norm,
         "param_norm": p_norm,
         "update_param_ratio": u_norm / p_norm,
+        "norms_step": 1.0,
     }
     assert set(got) == set(want)
     for k, v in want.items():
@@ -124,13 +127,13 @@ def test_learning_rate_changes_without_recompiling():
     assert step_plain._cache_size() == before
 
 
-def _guarded():
+def _guarded(every=1):
     return adam_tx.loss_scaling(
         adam_tx.skip_nonfinite(
             adam_tx.chain(
                 adam_tx.clip_by_global_norm(1.0),
                 adam_tx.adamw(1e-2),
-                adam_tx.track_stats(),
+                adam_tx.track_stats(every=every),
             )
         ),
         init_scale=16.0,
@@ -161,8 +164,9 @@ def _scaled_step(opt):
     return step
 
 
-def test_scan_matches_python_loop():
-    opt, p = _guarded(), _params()
+@pytest.mark.parametrize("every", [1, 2])
+def test_scan_matches_python_loop(every):
+    opt, p = _guarded(every), _params()
     xs, poison = _grad_seq(12)
     step = _scaled_step(opt)
     (p_scan, s_scan), logged = jax.lax.scan(step, (p, opt.init(p)), (xs, poison))
@@ -176,9 +180,10 @@ def test_scan_matches_python_loop():
     assert logged["loss_scale"].shape == (12,)
 
 
-def test_vmap_sweep_over_learning_rates():
+@pytest.mark.parametrize("every", [1, 2])
+def test_vmap_sweep_over_learning_rates(every):
     """A batch of independent optimizers: one learning rate per lane."""
-    opt, p = _guarded(), _params()
+    opt, p = _guarded(every), _params()
     xs, poison = _grad_seq(6)
     lrs = jnp.array([1e-3, 1e-2, 1e-1])
     step = _scaled_step(opt)
@@ -245,3 +250,126 @@ def test_norms_in_a_donated_jitted_step(guard):
         np.testing.assert_allclose(float(got["update_norm"]), want_u, rtol=1e-6)
         np.testing.assert_allclose(float(got["param_norm"]), p_norm, rtol=1e-6)
         last = float(got["update_norm"])
+
+
+def _norm_run(every, steps=7, in_pass=None, guard=False, jit=True):
+    """Stats after each of ``steps`` updates of a small donated training run."""
+    rng = np.random.default_rng(1)
+    shapes = {"w": (6, 40), "v": (2048,), "b": (7,), "s": ()}
+    opt = adam_tx.chain(
+        adam_tx.clip_by_global_norm(1.0),
+        adam_tx.adamw(0.1, weight_decay=0.1),
+        adam_tx.track_stats(every=every),
+    )
+    if guard:
+        opt = adam_tx.skip_nonfinite(opt)
+
+    def step(params, state, grads):
+        with _fusion.reductions_in_pass(in_pass):
+            u, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, u), state
+
+    step = jax.jit(step, donate_argnums=(0, 1)) if jit else step
+    params = {
+        k: jnp.asarray(rng.standard_normal(s), jnp.float32) for k, s in shapes.items()
+    }
+    state = opt.init(params)
+    logged = []
+    for i in range(steps):
+        grads = {
+            k: jnp.asarray(rng.standard_normal(s), jnp.float32)
+            for k, s in shapes.items()
+        }
+        if guard and i % 3 == 1:
+            grads["b"] = grads["b"].at[0].set(jnp.inf)
+        params, state = step(params, state, grads)
+        logged.append({k: float(v) for k, v in adam_tx.stats(state).items()})
+    return logged, params
+
+
+def test_every_measures_on_steps_one_plus_multiples():
+    every_step, _ = _norm_run(every=1)
+    sparse, _ = _norm_run(every=3)
+    assert [s["norms_step"] for s in sparse] == [1, 1, 1, 4, 4, 4, 7]
+    for t, got in enumerate(sparse, start=1):
+        measured = every_step[int(got["norms_step"]) - 1]
+        for key in ("update_norm", "param_norm", "update_param_ratio"):
+            assert got[key] == measured[key], (t, key)
+        # Everything else is the step's own figure.
+        assert got["grad_norm"] == every_step[t - 1]["grad_norm"]
+    assert [s["norms_step"] for s in every_step] == list(range(1, 8))
+
+
+def test_every_counts_only_steps_taken():
+    """Under skip_nonfinite, skipped steps neither count nor measure."""
+    logged, _ = _norm_run(every=2, steps=7, guard=True)
+    # Steps 2 and 5 (i = 1, 4) are skipped: the inner count runs 1,1,2,3,3,4,5.
+    assert [s["step"] for s in logged] == [1, 1, 2, 3, 3, 4, 5]
+    assert [s["norms_step"] for s in logged] == [1, 1, 1, 3, 3, 3, 5]
+
+
+@pytest.mark.parametrize("every", [1, 3])
+@pytest.mark.parametrize("guard", [False, True], ids=["plain", "skip_nonfinite"])
+def test_in_pass_sums_match_the_pre_pass(every, guard):
+    """The GPU/TPU layout (norms as partials of the update pass) gives the same
+    figures and the same training run as the CPU layout (a pre-pass)."""
+    pre, p_pre = _norm_run(every, in_pass=False, guard=guard)
+    fused, p_fused = _norm_run(every, in_pass=True, guard=guard)
+    for a, b in zip(pre, fused, strict=True):
+        assert set(a) == set(b)
+        for key in a:
+            np.testing.assert_allclose(b[key], a[key], rtol=2e-6, err_msg=key)
+    for k in p_pre:
+        np.testing.assert_array_equal(p_fused[k], p_pre[k])
+
+
+def test_in_pass_on_an_empty_tree():
+    opt = adam_tx.chain(adam_tx.sgd(0.1), adam_tx.track_stats())
+    with _fusion.reductions_in_pass(True):
+        _, state = opt.update({}, opt.init({}), {})
+    got = adam_tx.stats(state)
+    assert float(got["update_norm"]) == 0.0 and float(got["norms_step"]) == 1.0
+
+
+def test_backends_get_their_layout():
+    """CPU lowers the row-of-8 pre-pass reduction; GPU and TPU sum in the pass."""
+    opt = adam_tx.chain(adam_tx.adamw(1e-3), adam_tx.track_stats())
+    p = {"w": jnp.ones((64, 24))}  # 1536 elements: 192 rows of 8
+
+    def step(p, s, g):
+        u, s = opt.update(g, s, p)
+        return adam_tx.apply_updates(p, u), s
+
+    traced = jax.jit(step).trace(p, opt.init(p), p)
+    text = {
+        platform: traced.lower(lowering_platforms=(platform,)).as_text()
+        for platform in ("cpu", "cuda", "tpu")
+    }
+    assert "192x8xf32" in text["cpu"]
+    assert "192x8xf32" not in text["cuda"] and "192x8xf32" not in text["tpu"]
+    with _fusion.reductions_in_pass(True):  # what the tests above force on CPU
+        # A new function: jit reuses the trace of one it has seen.
+        forced_step = lambda p, s, g: step(p, s, g)
+        forced = jax.jit(forced_step).trace(p, opt.init(p), p).lower().as_text()
+    assert "192x8xf32" not in forced
+
+
+@pytest.mark.parametrize("every", [0, -2, 1.5, "3", True])
+def test_every_is_validated(every):
+    with pytest.raises((ValueError, TypeError), match="every"):
+        adam_tx.track_stats(every=every)
+
+
+@pytest.mark.parametrize(
+    "shape", [(2048,), (40, 24), (6, 10, 12), (3, 5, 7), (100_003,), (1, 9), ()]
+)
+def test_sums_of_squares_are_accurate(shape):
+    """Rows of 8 or 4, or the compensated sum along an odd last axis: all within
+    a few float32 roundings of the float64 sums."""
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal(shape).astype(np.float32)
+    p = (rng.standard_normal(shape) + 1).astype(np.float32)
+    got = jax.jit(_sums_of_squares)(u, p)
+    for g, x in zip(got, (u, p)):
+        want = np.sum(np.square(x.astype(np.float64)))
+        np.testing.assert_allclose(float(g), want, rtol=3e-7)
