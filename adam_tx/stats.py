@@ -208,7 +208,7 @@ def _compensated_sums_of_squares(u, p):
 
 
 def _two_sum(a, b, carried):
-    """``(s, e)`` with ``s = fl(a + b)`` and ``e`` its rounding error plus ``carried``."""
+    """``(s, e)``: ``s = fl(a + b)``, ``e`` its rounding error plus ``carried``."""
     s = a + b
     bb = s - a
     return s, carried + ((a - (s - bb)) + (b - bb))

@@ -7,6 +7,11 @@ bandwidth ``bytes_per_param * params / step_time`` as a fraction of the copy
 bandwidth. AdamW reads p, g, m, v and writes p, m, v: 7 arrays, so 28 B/param
 in float32 and 14 B/param in bfloat16.
 
+Then the cost of step statistics on the first case in float32:
+``chain(clip_by_global_norm, adamw)`` without and with ``track_stats()``, in
+the backend's layout (norms summed inside the update loop) and in the CPU
+layout forced (a read-only pre-pass).
+
 Sized to finish in under 5 minutes on one NVIDIA H200. ``--tiny`` shrinks
 every size so that the script runs on a CPU in seconds (the test suite runs it
 that way). Writes ``gpu_step.md`` and ``gpu_step.json`` to ``$OUT`` (or
@@ -33,6 +38,7 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 import adam_tx  # noqa: E402
+from adam_tx import _fusion  # noqa: E402
 
 LR, WD = 1e-3, 0.01
 
@@ -119,6 +125,22 @@ def contenders():
     }
 
 
+def stats_contenders():
+    """AdamW + clipping without and with ``track_stats`` (both layouts)."""
+    base = lambda *extra: (
+        lambda: adam_tx.chain(
+            adam_tx.clip_by_global_norm(1.0), adam_tx.adamw(LR, weight_decay=WD), *extra
+        )
+    )
+    return {
+        "clip+adamw": (base(), None),
+        # The backend's own layout: the sums are outputs of the update loop.
+        "+track_stats": (base(adam_tx.track_stats()), None),
+        # The CPU layout (a read-only pre-pass), forced, for comparison.
+        "+track_stats pre-pass": (base(adam_tx.track_stats()), False),
+    }
+
+
 def torch_module():
     try:
         import torch
@@ -185,6 +207,22 @@ def main(argv=None) -> list[dict]:
                     f"{row['step_ms']:9.3f} ms  {row['fraction_of_copy']:6.1%} of copy",
                     flush=True,
                 )
+    # Cost of step statistics (issue 3): the first case, float32.
+    case, shapes = next(iter(cases.items()))
+    n = sum(int(jnp.prod(jnp.array(s))) for s in shapes)
+    for name, (make, in_pass) in stats_contenders().items():
+        with _fusion.reductions_in_pass(in_pass):
+            t = jax_step_time(make(), shapes, jnp.float32, steps)
+        row = {
+            "case": case,
+            "params": n,
+            "dtype": "float32",
+            "contender": name,
+            "step_ms": 1e3 * t,
+            "fraction_of_copy": 7 * 4 * n / t / bandwidth,
+        }
+        rows.append(row)
+        print(f"{case:20s} float32  {name:24s} {row['step_ms']:9.3f} ms", flush=True)
     table = ["| case | params | dtype | contender | step ms | fraction of copy bw |"]
     table.append("|---|---|---|---|---|---|")
     for r in rows:

@@ -35,7 +35,7 @@ which reads named float32 figures from anywhere in the optimizer state:
 |---|---|
 | `step`, `learning_rate`, `b1` | the adam_tx transforms' counts and hyperparameters |
 | `grad_norm`, `clip_factor` | `clip_by_global_norm` (norm *before* clipping) |
-| `update_norm`, `param_norm`, `update_param_ratio`, `norms_step` | `track_stats(every=1)` |
+| `update_norm`, `param_norm`, `update_param_ratio`, `norms_step` | `track_stats()` |
 | `skipped_steps`, `nonfinite_failed` | `skip_nonfinite(...)` |
 | `loss_scale` | `loss_scaling(...)` |
 

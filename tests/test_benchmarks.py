@@ -46,6 +46,7 @@ def test_gpu_step_tiny_runs_on_cpu(tmp_path):
     gpu_step = _load("gpu_step")
     rows = gpu_step.main(["--tiny", "--steps", "1", "--out", str(tmp_path)])
     assert {r["contender"] for r in rows} >= {"adam_tx", "optax"}
+    assert {r["contender"] for r in rows} >= {"+track_stats", "+track_stats pre-pass"}
     assert {r["dtype"] for r in rows} == {"float32", "bfloat16"}
     assert all(r["step_ms"] > 0 and r["fraction_of_copy"] > 0 for r in rows)
     assert "| contender |" in (tmp_path / "gpu_step.md").read_text()
@@ -59,3 +60,16 @@ def test_gpt2_shapes_count_124m_parameters():
         for a, b in [(s[0], s[-1])]
     )
     assert 124_000_000 < n < 124_500_000
+
+
+def test_stats_cost_runs_small():
+    stats_cost = _load("stats_cost")
+    res = stats_cost.run(
+        size=16_000, leaves=2, steps=4, warmup=0, everies=[1, 2], in_pass=True
+    )
+    assert set(res) == {"off", "every=1", "every=2", "in-pass"}
+    for measure, skip, per_step in res.values():
+        assert measure > 0 and skip > 0 and per_step > 0
+    # every=2 measures on steps 0 and 2: the per-step figure averages the two.
+    measure, skip, per_step = res["every=2"]
+    assert per_step == pytest.approx((measure + skip) / 2)
