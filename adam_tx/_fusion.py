@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from adam_tx._dtypes import hyper_dtype
+from adam_tx._reduce import sums_of_squares
 from adam_tx._tree import check_same_structure, path_str
 
 Partials = tuple[jax.Array, ...]
@@ -62,6 +64,21 @@ class Piece(NamedTuple):
       reduce_when: optional ``state -> bool scalar``; the reduction then runs
         only on steps where it is true (``lax.cond``) and ``prepare`` gets
         zeros on the others.
+      guarded_leaf: optional ``(ctx, x, leaf_state, param, info, ok) -> (x_out,
+        leaf_state, partials)``: ``leaf`` made a no-op (zero output, state
+        kept) where the scalar ``ok`` is False, written so that the output is
+        computed from the kept state. Guards (:mod:`adam_tx.nonfinite`) use it
+        when present; selecting ``leaf``'s outputs instead makes XLA recompute
+        the new state from the old in the update loop, and so copy the donated
+        state before overwriting it.
+      scales_by: optional ``ctx -> scalar``, declaring that ``leaf`` keeps no
+        state and returns its input times that scalar (in the compute dtype).
+      squares_factor: optional ``() -> scalar k``, declaring that
+        ``reduce_input(x)`` is ``(k^2 sum(x^2),)`` in the hyperparameter dtype.
+        When every piece before this one ``scales_by`` a scalar, the engine
+        sums the raw input's squares (read straight from memory, and shared by
+        all such pieces) times ``k^2`` and those scalars squared, instead of
+        evaluating their leaf functions inside the reduction.
       reduce_in_pass: optional function like ``reduce_input``; on backends that
         fuse a reduction into the loop producing its input (not XLA:CPU, see
         :func:`reductions_in_pass`) it replaces ``reduce_input``: it is
@@ -79,6 +96,11 @@ class Piece(NamedTuple):
     needs_params: bool = False
     reduce_params: bool = False
     reduce_when: Callable[[Any], jax.Array] | None = None
+    scales_by: Callable[[Any], jax.Array] | None = None
+    squares_factor: Callable[[], jax.Array] | None = None
+    guarded_leaf: Callable[..., tuple[jax.Array, tuple[Any, ...], Partials]] | None = (
+        None
+    )
     reduce_in_pass: Callable[..., Partials] | None = None
 
 
@@ -295,8 +317,24 @@ def _run_pieces(
             ]
         return x
 
+    raw_squares: dict[int, jax.Array] = {}
+
+    def raw_sum_of_squares(j: int) -> jax.Array:
+        if j not in raw_squares:
+            raw_squares[j] = sums_of_squares(g_leaves[j])[0].astype(hyper_dtype())
+        return raw_squares[j]
+
     def reduce(i: int) -> Partials:
         piece, reduced = pieces[i], None
+        if piece.squares_factor and all(p.scales_by for p in pieces[:i]):
+            # sum((s x)^2) = s^2 sum(x^2): one read of the raw input, shared.
+            scale = piece.squares_factor().astype(hyper_dtype())
+            for k in range(i):
+                scale = scale * pieces[k].scales_by(ctxs[k]).astype(hyper_dtype())
+            total = sum(
+                (raw_sum_of_squares(j) for j in range(n)), jnp.zeros([], hyper_dtype())
+            )
+            return (total * (scale * scale),)
         for j in range(n):
             scalars = ctxs
             if piece.reduce_params and reduced is not None:

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from adam_tx import _fusion, hyperparams
 from adam_tx._counting import safe_increment, zero_count
 from adam_tx._dtypes import compute_dtype
 from adam_tx._tree import check_float_leaves
-from adam_tx.state_format import needs_key
+from adam_tx.state_format import Plain, needs_key
 
 
 class StepCtx(NamedTuple):
@@ -37,6 +38,24 @@ class LeafScalars(NamedTuple):
     param: jax.Array | None
     info: _fusion.LeafInfo
     static: Any = None
+
+
+class SplitMath(NamedTuple):
+    """A transform's per-leaf math in two halves.
+
+    ``moments(c, g, *moments) -> new_moments`` and ``update(c, g,
+    *new_moments) -> u``: the update depends on the old moments only through
+    the new ones. Called, it is the ``math`` of :func:`counted_transform`; the
+    split lets a guard compute ``u`` from the moments it keeps
+    (``Piece.guarded_leaf``).
+    """
+
+    moments: Callable[..., tuple[jax.Array, ...]]
+    update: Callable[..., jax.Array]
+
+    def __call__(self, c, g, *moments):
+        new = self.moments(c, g, *moments)
+        return self.update(c, g, *new), new
 
 
 def _cast(d: dict[str, jax.Array], dtype) -> dict[str, jax.Array]:
@@ -98,11 +117,15 @@ def counted_transform(
         rng = jax.random.fold_in(state.rng, count) if keyed else None
         return StepCtx(count, hp, scalars(hp, count), extra, rng)
 
-    def leaf(ctx, x, entries, p, info):
+    def scalars_of(ctx, x, p, info):
         dtype = compute_dtype(x.dtype)
         c = LeafScalars(
             _cast(ctx.hp, dtype), _cast(ctx.scalars, dtype), p, info, ctx.static
         )
+        return c, dtype
+
+    def leaf(ctx, x, entries, p, info):
+        c, dtype = scalars_of(ctx, x, p, info)
         loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, entries)]
         u, new = math(c, x.astype(dtype), *loaded)
         keys = [None] * len(fmts)
@@ -114,10 +137,38 @@ def counted_transform(
         )
         return u, stored, ()
 
+    def guarded_leaf(ctx, x, entries, p, info, ok):
+        c, dtype = scalars_of(ctx, x, p, info)
+        exact = all(
+            isinstance(fmt, Plain) and jnp.result_type(e) == dtype
+            for fmt, e in zip(fmts, entries)
+        )
+        if exact:
+            # The kept moments are exactly the new ones on a finite step, so the
+            # update computed from them is the unguarded one, bit for bit.
+            new = math.moments(c, x.astype(dtype), *entries)
+            kept = tuple(jnp.where(ok, n, e) for n, e in zip(new, entries))
+            u = math.update(c, x.astype(dtype), *kept)
+        else:  # rounded formats: the update comes from the unrounded moments
+            u, stored, _ = leaf(ctx, x, entries, p, info)
+            keep = lambda n, o: jnp.where(ok, n, o)
+            kept = tuple(jax.tree.map(keep, n, e) for n, e in zip(stored, entries))
+        return jnp.where(ok, u, jnp.zeros_like(u)), kept, ()
+
     def finish(state, ctx, new_fields, partials):
         return state._replace(
             count=ctx.count, hyperparams=ctx.hp, **dict(zip(fields, new_fields))
         )
 
-    piece = _fusion.Piece(name, init, prepare, leaf, finish, fields, None, needs_params)
+    piece = _fusion.Piece(
+        name,
+        init,
+        prepare,
+        leaf,
+        finish,
+        fields,
+        None,
+        needs_params,
+        guarded_leaf=guarded_leaf if isinstance(math, SplitMath) else None,
+    )
     return _fusion.transformation(piece)

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from adam_tx._stateful import counted_transform
+from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx.adam import (
     adam_corrections,
     adam_hypers,
@@ -70,11 +70,15 @@ def scale_by_belief(
         ),
     }
 
-    def math(c, g, m, s):
+    def moments(c, g, m, s):
         m = ema(m, g, c.hp["b1"], c.hp["1-b1"])
-        s = ema_sq(s, g - m, c.hp["b2"], c.hp["1-b2"]) + c.hp["eps_root"]
+        return m, ema_sq(s, g - m, c.hp["b2"], c.hp["1-b2"]) + c.hp["eps_root"]
+
+    def update(c, g, m, s):
         m_hat = first_moment_direction(c, m, g, bias_correction=True, nesterov=nesterov)
-        return adaptive_step(m_hat, debias(s, c.scalars["c2"]), c.hp["eps"]), (m, s)
+        return adaptive_step(m_hat, debias(s, c.scalars["c2"]), c.hp["eps"])
+
+    math = SplitMath(moments, update)
 
     return counted_transform(
         "scale_by_belief",

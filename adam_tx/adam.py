@@ -20,7 +20,7 @@ import jax
 
 from adam_tx import hyperparams
 from adam_tx._counting import safe_increment
-from adam_tx._stateful import counted_transform
+from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx._validate import check_decay, check_nonnegative
 from adam_tx.bias_correction import correction, debias
 from adam_tx.moments import adaptive_step, ema, ema_sq, nesterov_momentum
@@ -136,14 +136,19 @@ def scale_by_adam(
         ),
     }
 
-    def math(c, g, m, v):
-        m = ema(m, g, c.hp["b1"], c.hp["1-b1"])
-        v = ema_sq(v, g, c.hp["b2"], c.hp["1-b2"])
+    def moments(c, g, m, v):
+        return ema(m, g, c.hp["b1"], c.hp["1-b1"]), ema_sq(
+            v, g, c.hp["b2"], c.hp["1-b2"]
+        )
+
+    def update(c, g, m, v):
         m_hat = first_moment_direction(
             c, m, g, bias_correction=bias_correction, nesterov=nesterov
         )
         v_hat = debias(v, c.scalars["c2"]) if bias_correction else v
-        return adaptive_step(m_hat, v_hat, c.hp["eps"], c.hp["eps_root"]), (m, v)
+        return adaptive_step(m_hat, v_hat, c.hp["eps"], c.hp["eps_root"])
+
+    math = SplitMath(moments, update)
 
     return counted_transform(
         "scale_by_adam",

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 
 from adam_tx import hyperparams
-from adam_tx._stateful import counted_transform
+from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx._validate import check_decay, check_nonnegative
 from adam_tx.bias_correction import correction, debias
 from adam_tx.moments import ema, ema_infinity_norm
@@ -66,10 +66,14 @@ def scale_by_adamax(
         ),
     }
 
-    def math(c, g, m, u):
+    def moments(c, g, m, u):
         m = ema(m, g, c.hp["b1"], c.hp["1-b1"])
-        u = ema_infinity_norm(u, g, c.hp["b2"], c.hp["eps"])
-        return debias(m, c.scalars["c1"]) / u, (m, u)
+        return m, ema_infinity_norm(u, g, c.hp["b2"], c.hp["eps"])
+
+    def update(c, g, m, u):
+        return debias(m, c.scalars["c1"]) / u
+
+    math = SplitMath(moments, update)
 
     return counted_transform(
         "scale_by_adamax",

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adam_tx._stateful import counted_transform
+from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx._validate import check_choice
 from adam_tx.adam import adam_corrections, adam_hypers, check_adam_args
 from adam_tx.bias_correction import debias
@@ -79,18 +79,18 @@ def scale_by_amsgrad(
         "nu_max": nu_fmt,
     }
 
-    def math(c, g, m, v, v_max):
+    def moments(c, g, m, v, v_max):
         m = ema(m, g, c.hp["b1"], c.hp["1-b1"])
         v = ema_sq(v, g, c.hp["b2"], c.hp["1-b2"])
-        c2 = c.scalars["c2"]
-        if max_of == "nu_hat":
-            v_max = jnp.maximum(v_max, debias(v, c2))
-            v_eff = v_max
-        else:
-            v_max = jnp.maximum(v_max, v)
-            v_eff = debias(v_max, c2)
+        peak = debias(v, c.scalars["c2"]) if max_of == "nu_hat" else v
+        return m, v, jnp.maximum(v_max, peak)
+
+    def update(c, g, m, v, v_max):
+        v_eff = v_max if max_of == "nu_hat" else debias(v_max, c.scalars["c2"])
         m_hat = debias(m, c.scalars["c1"])
-        return adaptive_step(m_hat, v_eff, c.hp["eps"], c.hp["eps_root"]), (m, v, v_max)
+        return adaptive_step(m_hat, v_eff, c.hp["eps"], c.hp["eps_root"])
+
+    math = SplitMath(moments, update)
 
     return counted_transform(
         "scale_by_amsgrad",

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from adam_tx import hyperparams
-from adam_tx._stateful import counted_transform
+from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx._validate import check_decay, check_nonnegative, check_range
 from adam_tx.moments import ema, ema_sq
 from adam_tx.state_format import moment_format
@@ -100,10 +100,14 @@ def scale_by_rms(
 
     if centered:
 
-        def math(c, g, m, v):
+        def moments(c, g, m, v):
             m = ema(m, g, c.hp["decay"], c.hp["1-decay"])
-            v = ema_sq(v, g, c.hp["decay"], c.hp["1-decay"])
-            return g / denominator(c, v - m * m), (m, v)
+            return m, ema_sq(v, g, c.hp["decay"], c.hp["1-decay"])
+
+        def update(c, g, m, v):
+            return g / denominator(c, v - m * m)
+
+        math = SplitMath(moments, update)
 
         return counted_transform(
             "scale_by_stddev",
@@ -114,9 +118,10 @@ def scale_by_rms(
             init_moment=init_moment,
         )
 
-    def math(c, g, v):
-        v = ema_sq(v, g, c.hp["decay"], c.hp["1-decay"])
-        return g / denominator(c, v), (v,)
+    math = SplitMath(
+        lambda c, g, v: (ema_sq(v, g, c.hp["decay"], c.hp["1-decay"]),),
+        lambda c, g, v: g / denominator(c, v),
+    )
 
     return counted_transform(
         "scale_by_rms",
@@ -147,9 +152,10 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.0, eps=1e-10):
     check_nonnegative("initial_accumulator_value", initial_accumulator_value)
     check_nonnegative("eps", eps)
 
-    def math(c, g, s):
-        s = s + g * g
-        return g / (jnp.sqrt(s) + c.hp["eps"]), (s,)
+    math = SplitMath(
+        lambda c, g, s: (s + g * g,),
+        lambda c, g, s: g / (jnp.sqrt(s) + c.hp["eps"]),
+    )
 
     return counted_transform(
         "scale_by_adagrad",
@@ -179,10 +185,14 @@ def trace(decay=0.9, *, nesterov: bool = False, dampening=0.0, accumulator_dtype
     if nesterov and (callable(dampening) or dampening != 0):
         raise ValueError(f"dampening={dampening!r} must be 0 when nesterov=True")
 
-    def math(c, g, b):
-        first = c.scalars["first"]
-        b = jnp.where(first, g, c.hp["decay"] * b + c.hp["1-dampening"] * g)
-        return (g + c.hp["decay"] * b if nesterov else b), (b,)
+    def moments(c, g, b):
+        decayed = c.hp["decay"] * b + c.hp["1-dampening"] * g
+        return (jnp.where(c.scalars["first"], g, decayed),)
+
+    def update(c, g, b):
+        return g + c.hp["decay"] * b if nesterov else b
+
+    math = SplitMath(moments, update)
 
     return counted_transform(
         "trace",

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from adam_tx import _fusion, hyperparams
 from adam_tx._dtypes import compute_dtype, hyper_dtype
+from adam_tx._reduce import sums_of_squares
 from adam_tx._stateful import counted_transform
 from adam_tx._validate import check_positive, check_range
 
@@ -38,9 +39,8 @@ class AdaptiveGradClipState(NamedTuple):
 
 
 def sum_of_squares(x: jax.Array) -> jax.Array:
-    """``sum(x^2)`` accumulated in at least float32."""
-    x = x.astype(compute_dtype(x.dtype))
-    return jnp.sum(x * x)
+    """``sum(x^2)`` accumulated in at least float32, in one fast loop (``_reduce``)."""
+    return sums_of_squares(x)[0]
 
 
 def global_norm(tree: Any) -> jax.Array:
@@ -137,7 +137,15 @@ def clip_by_global_norm(max_norm=1.0):
         return ClipByGlobalNormState(norm, factor, hp)
 
     piece = _fusion.Piece(
-        "clip_by_global_norm", init, prepare, leaf, finish, (), reduce_input
+        "clip_by_global_norm",
+        init,
+        prepare,
+        leaf,
+        finish,
+        (),
+        reduce_input,
+        scales_by=lambda ctx: ctx[2],
+        squares_factor=lambda: jnp.ones([], hyper_dtype()),
     )
     return _fusion.transformation(piece)
 

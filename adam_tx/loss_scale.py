@@ -226,6 +226,8 @@ def loss_scaling(
             reduce_input=lambda x: (
                 sum_of_squares(unscale(x, inv)).astype(hyper_dtype()),
             ),
+            scales_by=lambda ctx: inv,
+            squares_factor=lambda: inv,
         )
 
     def plain(updates, state, params=None, **extra_args):

@@ -75,11 +75,17 @@ def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
     def prepare(state, params, reduced):
         return finite(), piece.prepare(state, params, reduced)
 
-    def leaf(ctx, x, entries, p, info):
+    def guarded_leaf(ctx, x, entries, p, info, outer_ok):
         ok, inner_ctx = ctx
+        ok = jnp.logical_and(ok, outer_ok)  # nested guards: all must pass
+        if piece.guarded_leaf is not None:
+            return piece.guarded_leaf(inner_ctx, x, entries, p, info, ok)
         y, new_entries, parts = piece.leaf(inner_ctx, x, entries, p, info)
         y = jnp.where(ok, y, jnp.zeros_like(y))
         return y, select(ok, tuple(new_entries), tuple(entries)), parts
+
+    def leaf(ctx, x, entries, p, info):
+        return guarded_leaf(ctx, x, entries, p, info, True)
 
     def finish(state, ctx, new_fields, partials):
         ok, inner_ctx = ctx
@@ -91,7 +97,16 @@ def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
         old = state._replace(**{f: None for f in piece.fields})
         return select(ok, rest, old)._replace(**kept)
 
-    return piece._replace(prepare=prepare, leaf=leaf, finish=finish)
+    # A skipped step's later reductions are never used (their pieces keep their
+    # state), so a guarded scaling piece still scales by its own factor.
+    scales_by = piece.scales_by and (lambda ctx: piece.scales_by(ctx[1]))
+    return piece._replace(
+        prepare=prepare,
+        leaf=leaf,
+        finish=finish,
+        guarded_leaf=guarded_leaf,
+        scales_by=scales_by,
+    )
 
 
 def guarded_transform(
@@ -226,6 +241,8 @@ def skip_nonfinite(
                 state, squares, state.inner_state
             ),
             reduce_input=lambda x: (sum_of_squares(x).astype(hyper_dtype()),),
+            scales_by=lambda ctx: jnp.ones([], hyper_dtype()),
+            squares_factor=lambda: jnp.ones([], hyper_dtype()),
         )
 
     def plain(updates, state, params=None, **extra_args):

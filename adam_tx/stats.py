@@ -55,6 +55,7 @@ import jax.numpy as jnp
 from adam_tx import _fusion
 from adam_tx._counting import safe_increment, zero_count
 from adam_tx._dtypes import compute_dtype, hyper_dtype
+from adam_tx._reduce import plain_sums_of_squares, sums_of_squares
 from adam_tx._validate import check_positive_int
 from adam_tx.clipping import ClipByGlobalNormState
 from adam_tx.hyperparams import get_hyperparams
@@ -112,14 +113,12 @@ def track_stats(every: int = 1):
         return state.count % every == 0
 
     def reduce_input(u, p):
-        dtype = hyper_dtype()
-        return tuple(s.astype(dtype) for s in _sums_of_squares(u, p))
+        return tuple(s.astype(hyper_dtype()) for s in sums_of_squares(u, p))
 
     def reduce_in_pass(u, p):
-        # A plain sum, which XLA:GPU/TPU fuse into the update loop as an output.
-        dtype = hyper_dtype()
-        square_sum = lambda x: jnp.sum(jnp.square(x.astype(compute_dtype(x.dtype))))
-        return square_sum(u).astype(dtype), square_sum(p).astype(dtype)
+        # Plain sums, which XLA:GPU/TPU fuse into the update loop as outputs.
+        u, p = (x.astype(compute_dtype(x.dtype)) for x in (u, p))
+        return tuple(s.astype(hyper_dtype()) for s in plain_sums_of_squares(u, p))
 
     def prepare(state, params, reduced):
         return reduced
@@ -155,66 +154,6 @@ def track_stats(every: int = 1):
         reduce_in_pass=reduce_in_pass,
     )
     return _fusion.transformation(piece)
-
-
-def _sums_of_squares(u: jax.Array, p: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(sum(u^2), sum(p^2))`` accumulated in at least float32, in one loop.
-
-    One variadic reduction, so that XLA:CPU fuses the leaf functions computing
-    ``u`` into it (a plain ``sum`` goes to a library kernel that needs every
-    scalar operand broadcast to a parameter-sized array first). The leaf is
-    viewed as rows of 8 (or 4) elements of its last axis, a free reshape, and
-    each row summed: XLA:CPU unrolls a row that short and computes its
-    elements, square root and division included, in one SIMD instruction each,
-    where a longer row is a scalar loop, about 3x slower (BENCHMARKS.md, "Cost
-    of step statistics").
-    The row sums, an eighth of the leaf, are then summed. A leaf whose last
-    axis 4 does not divide is summed along that axis, at the scalar speed
-    (rows that straddle it, or slicing off a remainder, make XLA store the
-    update and copy the parameters).
-    """
-    u = u.astype(compute_dtype(u.dtype))
-    p = p.astype(compute_dtype(p.dtype))
-    last = u.shape[-1] if u.ndim else 1
-    width = next((w for w in _ROW_WIDTHS if last % w == 0), None)
-    if width is None:
-        return _compensated_sums_of_squares(u, p)
-    u, p = u.reshape(-1, width), p.reshape(-1, width)
-    zero = (jnp.zeros([], u.dtype), jnp.zeros([], p.dtype))
-    add = lambda a, b: (a[0] + b[0], a[1] + b[1])
-    rows = jax.lax.reduce((u * u, p * p), zero, add, (1,))
-    return jnp.sum(rows[0]), jnp.sum(rows[1])
-
-
-def _compensated_sums_of_squares(u, p):
-    """The sums along the last axis (then of the rows), each carrying its error.
-
-    Reference: Knuth's TwoSum, the error-free transformation of ``a + b``
-    (TAOCP vol. 2, 4.2.2). Rows as long as a whole vector run in one scalar
-    loop; a plain float32 running total over 2M terms is off by about 1e-3, the
-    compensated one by about 1e-7.
-    """
-
-    def merge(a, b):
-        (su, cu, sp, cp), (tu, du, tp, dp) = a, b
-        return (*_two_sum(su, tu, cu + du), *_two_sum(sp, tp, cp + dp))
-
-    zero = jnp.zeros([], u.dtype)
-    axes = (u.ndim - 1,) if u.ndim else ()
-    su, cu, sp, cp = jax.lax.reduce(
-        (u * u, jnp.zeros_like(u), p * p, jnp.zeros_like(p)), (zero,) * 4, merge, axes
-    )
-    return jnp.sum(su + cu), jnp.sum(sp + cp)
-
-
-def _two_sum(a, b, carried):
-    """``(s, e)``: ``s = fl(a + b)``, ``e`` its rounding error plus ``carried``."""
-    s = a + b
-    bb = s - a
-    return s, carried + ((a - (s - bb)) + (b - bb))
-
-
-_ROW_WIDTHS = (8, 4)
 
 
 _TYPES = (TrackStatsState, ClipByGlobalNormState, SkipNonfiniteState, LossScaleState)

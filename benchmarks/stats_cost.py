@@ -5,7 +5,9 @@ Every contender takes the same step, ``chain(clip_by_global_norm(1), adamw)``;
 measured on one step in k) and also returns :func:`adam_tx.stats` from the
 jitted step, as a training loop that logs them would. "in-pass" is
 ``track_stats()`` with the norms forced into the update pass (the layout used
-on GPU/TPU), to show what it costs on this backend. Steps are jitted with
+on GPU/TPU), to show what it costs on this backend. ``--guards`` adds the plain step
+wrapped in ``skip_nonfinite``, ``loss_scaling`` and both (no statistics): the
+cost of the non-finite guard and of dynamic loss scaling. Steps are jitted with
 parameters and optimizer state donated, the contenders are interleaved (one
 step of each in turn, the order rotating, so machine noise hits all alike) and the first
 ``--warmup`` steps are excluded. Per contender the median step time is
@@ -17,6 +19,7 @@ Usage::
 
     python benchmarks/stats_cost.py                 # 16M parameters, 200 steps
     python benchmarks/stats_cost.py --size 1M --steps 40 --every 1 4
+    python benchmarks/stats_cost.py --every 1 --guards
 """
 
 from __future__ import annotations
@@ -32,12 +35,20 @@ import numpy as np
 import adam_tx
 from adam_tx import _fusion
 
+GUARDS = {
+    "skip_nonfinite": adam_tx.skip_nonfinite,
+    "loss_scaling": adam_tx.loss_scaling,
+    "loss_scaling+skip": lambda tx: adam_tx.loss_scaling(adam_tx.skip_nonfinite(tx)),
+}
 
-def make_step(every: int | None, in_pass: bool | None = None):
+
+def make_step(every: int | None, in_pass: bool | None = None, guard: str | None = None):
     members = [adam_tx.clip_by_global_norm(1.0), adam_tx.adamw(1e-3)]
     if every is not None:
         members.append(adam_tx.track_stats(every=every))
     opt = adam_tx.chain(*members)
+    if guard is not None:
+        opt = GUARDS[guard](opt)
 
     def step(params, state, grads):
         with _fusion.reductions_in_pass(in_pass):
@@ -49,7 +60,15 @@ def make_step(every: int | None, in_pass: bool | None = None):
     return opt, jax.jit(step, donate_argnums=(0, 1))
 
 
-def run(size: int, leaves: int, steps: int, warmup: int, everies, in_pass: bool):
+def run(
+    size: int,
+    leaves: int,
+    steps: int,
+    warmup: int,
+    everies,
+    in_pass: bool,
+    guards: bool = False,
+):
     rng = np.random.default_rng(0)
     rows = 1000  # weight matrices of shape (1000, size / (1000 * leaves))
     shape = (rows, size // (rows * leaves))
@@ -57,13 +76,15 @@ def run(size: int, leaves: int, steps: int, warmup: int, everies, in_pass: bool)
         f"w{i}": jnp.asarray(rng.normal(size=shape), jnp.float32) for i in range(leaves)
     }
     grads = make()
-    specs = {"off": (None, None, 1)}
-    specs.update({f"every={k}": (k, None, k) for k in everies})
+    specs = {"off": (None, None, 1, None)}
+    specs.update({f"every={k}": (k, None, k, None) for k in everies})
     if in_pass:
-        specs["in-pass"] = (1, True, 1)
+        specs["in-pass"] = (1, True, 1, None)
+    if guards:
+        specs.update({name: (None, None, 1, name) for name in GUARDS})
     contenders = {}
-    for name, (every, forced, _) in specs.items():
-        opt, step = make_step(every, forced)
+    for name, (every, forced, _, guard) in specs.items():
+        opt, step = make_step(every, forced, guard)
         params = make()
         contenders[name] = [step, params, opt.init(params)]
     times: dict[str, list[float]] = {name: [] for name in contenders}
@@ -80,7 +101,7 @@ def run(size: int, leaves: int, steps: int, warmup: int, everies, in_pass: bool)
                 times[name].append(time.perf_counter() - start)
             entry[1], entry[2] = params, state
     out = {}
-    for name, (_, _, k) in specs.items():
+    for name, (_, _, k, _) in specs.items():
         t = times[name]
         # Step i (from 0) measures the norms when i % k == 0.
         due = [(j + warmup) % k == 0 for j in range(len(t))]
@@ -104,11 +125,24 @@ def main() -> None:
     parser.add_argument(
         "--in-pass", action="store_true", help="also time the GPU/TPU layout"
     )
+    parser.add_argument(
+        "--guards",
+        action="store_true",
+        help="also time skip_nonfinite / loss_scaling around the plain step",
+    )
     args = parser.parse_args()
     scale = {"K": 10**3, "M": 10**6}
     text = args.size.upper()
     size = int(float(text[:-1]) * scale[text[-1]]) if text[-1] in scale else int(text)
-    res = run(size, args.leaves, args.steps, args.warmup, args.every, args.in_pass)
+    res = run(
+        size,
+        args.leaves,
+        args.steps,
+        args.warmup,
+        args.every,
+        args.in_pass,
+        args.guards,
+    )
     print(
         f"params={size} leaves={args.leaves} steps={args.steps} "
         f"backend={jax.default_backend()} (medians, ms)"

@@ -65,9 +65,15 @@ def test_gpt2_shapes_count_124m_parameters():
 def test_stats_cost_runs_small():
     stats_cost = _load("stats_cost")
     res = stats_cost.run(
-        size=16_000, leaves=2, steps=4, warmup=0, everies=[1, 2], in_pass=True
+        size=16_000,
+        leaves=2,
+        steps=4,
+        warmup=0,
+        everies=[1, 2],
+        in_pass=True,
+        guards=True,
     )
-    assert set(res) == {"off", "every=1", "every=2", "in-pass"}
+    assert set(res) == {"off", "every=1", "every=2", "in-pass"} | set(stats_cost.GUARDS)
     for measure, skip, per_step in res.values():
         assert measure > 0 and skip > 0 and per_step > 0
     # every=2 measures on steps 0 and 2: the per-step figure averages the two.

@@ -149,6 +149,31 @@ def test_sparse_step_statistics_keep_the_plain_passes():
         assert analysis.temp_size_in_bytes < 0.3 * N8 * 4
 
 
+_GUARDS = {
+    "skip_nonfinite": adam_tx.skip_nonfinite,
+    "loss_scaling": adam_tx.loss_scaling,
+    "both": lambda tx: adam_tx.loss_scaling(adam_tx.skip_nonfinite(tx)),
+}
+
+
+@pytest.mark.parametrize("n", [N, N8])
+@pytest.mark.parametrize("guard", list(_GUARDS))
+def test_guards_keep_the_plain_passes(guard, n):
+    """The guards' finiteness tests and the loss scale's unscaling add no pass:
+    their sums of squares are the clipping norm's, read once from the raw
+    gradient (``Piece.scales_by``/``squares_factor``); the moments are updated
+    in place without a copy (``Piece.guarded_leaf``)."""
+    compiled = _compiled(_GUARDS[guard](_adam_tx()), LEAVES, n)
+    text = compiled.as_text()
+    entry = text[text.index("\nENTRY") :]
+    assert passes_over_params(text, n) == 4 * LEAVES, entry
+    assert not re.search(rf"f32\[{n}\]\S* copy\(", entry)
+    analysis = compiled.memory_analysis()
+    if analysis is not None:
+        assert analysis.alias_size_in_bytes >= 3 * LEAVES * n * 4
+        assert analysis.temp_size_in_bytes < n * 4
+
+
 def test_optax_chain_makes_more_passes():
     """The counter sees the difference it is meant to guard."""
     ours = passes_over_params(_compiled(_adam_tx()).as_text())

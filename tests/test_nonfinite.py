@@ -137,3 +137,72 @@ def test_counts_saturate_through_the_guard():
 def test_max_consecutive_is_checked(bad):
     with pytest.raises(ValueError, match="max_consecutive"):
         adam_tx.skip_nonfinite(adam_tx.adam(), max_consecutive=bad)
+
+
+_STATEFUL = {
+    "adam": lambda **kw: adam_tx.adam(0.05, **kw),
+    "adamw_nesterov": lambda **kw: adam_tx.adamw(0.05, nesterov=True, **kw),
+    "adabelief": lambda **kw: adam_tx.adabelief(0.05, **kw),
+    "amsgrad_nu_hat": lambda **kw: adam_tx.amsgrad(0.05, max_of="nu_hat", **kw),
+    "amsgrad_nu": lambda **kw: adam_tx.amsgrad(0.05, max_of="nu", **kw),
+    "adamax": lambda **kw: adam_tx.adamax(0.05, **kw),
+    "rmsprop": lambda: adam_tx.rmsprop(0.01, momentum=0.9),
+    "rmsprop_centered": lambda: adam_tx.rmsprop(0.01, centered=True),
+    "adagrad": lambda: adam_tx.adagrad(0.1),
+    "sgd_momentum": lambda: adam_tx.sgd(0.1, momentum=0.9, nesterov=True),
+}
+_FORMATS = {
+    "float32": {},
+    "bfloat16": {"mu_dtype": jnp.bfloat16},
+    "int8": {"state_format": "int8"},
+    "stochastic": {"state_format": "stochastic"},
+}
+_CASES = [(o, "float32") for o in _STATEFUL] + [
+    (o, f)
+    for o in ("adam", "adabelief", "amsgrad_nu")
+    for f in _FORMATS
+    if f != "float32"
+]
+
+
+@pytest.mark.parametrize("name, fmt", _CASES)
+def test_every_optimizer_and_format_skips_without_a_trace(name, fmt):
+    """A skipped step leaves nothing behind, and finite steps are the unguarded
+    steps: the guard computes the update from the moments it keeps
+    (``Piece.guarded_leaf``) for float32 moments, and selects the update and
+    the stored moments for rounded formats."""
+    inner = _STATEFUL[name](**_FORMATS[fmt])
+    guarded = adam_tx.loss_scaling(adam_tx.skip_nonfinite(inner), init_scale=1.0)
+    rng = np.random.default_rng(3)
+    # 4096 elements: large enough for int8 blocks, and a small leaf beside it.
+    params = {
+        "w": jnp.asarray(rng.normal(size=(64, 64)), jnp.float32),
+        "b": jnp.asarray(rng.normal(size=(5,)), jnp.float32),
+    }
+    grads = [
+        jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+        for _ in range(6)
+    ]
+
+    def run(opt, steps, poison_at=()):
+        p, s = params, opt.init(params)
+        step = jax.jit(lambda p, s, g: opt.update(g, s, p))
+        for t, g in enumerate(steps):
+            if t in poison_at:
+                g = {"w": g["w"].at[3, 4].set(jnp.nan), "b": g["b"]}
+            u, s = step(p, s, g)
+            p = adam_tx.apply_updates(p, u)
+        return p, s
+
+    plain, _ = run(inner, grads)
+    clean, clean_state = run(guarded, grads)
+    poisoned, poisoned_state = run(guarded, grads[:2] + grads[1:2] + grads[2:], {2})
+    for k in params:
+        # The same program with and without the poisoned step: bit for bit.
+        np.testing.assert_array_equal(poisoned[k], clean[k])
+        # Another program (unguarded): XLA may fuse and round differently.
+        np.testing.assert_allclose(clean[k], plain[k], rtol=1e-6, atol=1e-6)
+    inner_state = poisoned_state.inner_state.inner_state
+    clean_inner = clean_state.inner_state.inner_state
+    for a, b in zip(jax.tree.leaves(inner_state), jax.tree.leaves(clean_inner)):
+        np.testing.assert_array_equal(a, b)

@@ -8,7 +8,6 @@ import pytest
 
 import adam_tx
 from adam_tx import _fusion
-from adam_tx.stats import _sums_of_squares
 
 
 def _params():
@@ -358,18 +357,3 @@ def test_backends_get_their_layout():
 def test_every_is_validated(every):
     with pytest.raises((ValueError, TypeError), match="every"):
         adam_tx.track_stats(every=every)
-
-
-@pytest.mark.parametrize(
-    "shape", [(2048,), (40, 24), (6, 10, 12), (3, 5, 7), (100_003,), (1, 9), ()]
-)
-def test_sums_of_squares_are_accurate(shape):
-    """Rows of 8 or 4, or the compensated sum along an odd last axis: all within
-    a few float32 roundings of the float64 sums."""
-    rng = np.random.default_rng(0)
-    u = rng.standard_normal(shape).astype(np.float32)
-    p = (rng.standard_normal(shape) + 1).astype(np.float32)
-    got = jax.jit(_sums_of_squares)(u, p)
-    for g, x in zip(got, (u, p)):
-        want = np.sum(np.square(x.astype(np.float64)))
-        np.testing.assert_allclose(float(g), want, rtol=3e-7)
