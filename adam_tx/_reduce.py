@@ -10,17 +10,20 @@ the backend, and :func:`sums_of_squares` picks it when the step is lowered
 
 * XLA:GPU and XLA:TPU fuse an expression into a plain ``sum``: it is used.
 * XLA:CPU hands a plain ``sum`` to a library kernel (YNNPACK) that needs its
-  input in memory, so it first stores the whole expression in a leaf-sized
-  temporary (and every scalar it uses broadcast to one). A ``lax.reduce``
-  keeps the expression in the loop, but as one scalar loop: square roots and
-  divisions unvectorized, about 1.4 ns per element. Viewing the leaf as rows of
-  8 elements of its last axis (a free reshape) and summing each row lets XLA
-  unroll the row and vectorize its 8 elements: about 3x faster, as fast as the
-  memory it reads. The row sums (an eighth of the leaf) are then summed.
-  A last axis that 8 and 4 do not divide is summed along that axis with a
-  compensated (TwoSum) running total: slicing off a remainder would make XLA
-  store the expression and copy the parameters, and a plain float32 running
-  total over a long axis loses digits (1e-3 relative over 2M terms).
+  input in memory: right for a raw gradient (the engine sums those directly
+  where it can, ``Piece.squares_factor``), but an expression is first stored
+  in a leaf-sized temporary. Two or more sums over one expression (the update
+  and parameter norms of ``track_stats``) are one variadic ``lax.reduce``,
+  which keeps the expression in the loop, but as one scalar loop: square roots
+  and divisions unvectorized, about 1.4 ns per element. Viewing the leaf as
+  rows of 8 elements of its last axis (a free reshape) and summing each row
+  lets XLA unroll the row and vectorize its 8 elements: about 3x faster, as
+  fast as the memory it reads. The row sums (an eighth of the leaf) are then
+  summed. A last axis that 8 and 4 do not divide is summed along that axis
+  with a compensated (TwoSum) running total: slicing off a remainder would
+  make XLA store the expression and copy the parameters, and a plain float32
+  running total over a long axis loses digits (1e-3 relative over 2M terms).
+  A single sum gets no rows: XLA folds a sum of row sums back into one sum.
 
 Figures: BENCHMARKS.md, "Cost of step statistics".
 """
@@ -57,14 +60,16 @@ def plain_sums_of_squares(*xs: jax.Array) -> tuple[jax.Array, ...]:
 
 
 def _cpu_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
+    if len(xs) == 1:
+        # XLA folds a lone sum of row sums back into one sum over the leaf: the
+        # library kernel, which reads a raw gradient at memory speed.
+        return plain_sums_of_squares(*xs)
     shape = xs[0].shape
     last = shape[-1] if shape else 1
     width = next((w for w in ROW_WIDTHS if last % w == 0), None)
     if width is None:
         return _compensated_sums(*xs)
     squares = [jnp.square(x.reshape(-1, width)) for x in xs]
-    if len(xs) == 1:
-        squares.append(xs[0].reshape(-1, width))
     rows = jax.lax.reduce(
         tuple(squares),
         tuple(jnp.zeros([], x.dtype) for x in squares),

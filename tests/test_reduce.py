@@ -36,10 +36,12 @@ def test_sums_are_accurate(shape, form):
 
 def test_long_odd_vector_keeps_its_digits():
     """A float32 running total over 2M terms is off by ~1e-3; TwoSum is not."""
-    x = np.random.default_rng(1).standard_normal(2_000_001).astype(np.float32)
-    (got,) = jax.jit(_reduce._cpu_sums)(jnp.asarray(x))
-    want = np.sum(np.square(x.astype(np.float64)))
-    np.testing.assert_allclose(float(got), want, rtol=3e-7)
+    rng = np.random.default_rng(1)
+    x, y = (rng.standard_normal(2_000_001).astype(np.float32) for _ in range(2))
+    got = jax.jit(_reduce._cpu_sums)(jnp.asarray(x), jnp.asarray(y))
+    for g, a in zip(got, (x, y)):
+        want = np.sum(np.square(a.astype(np.float64)))
+        np.testing.assert_allclose(float(g), want, rtol=3e-7)
 
 
 def test_low_precision_leaves_sum_in_float32():
