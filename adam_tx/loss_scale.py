@@ -33,6 +33,7 @@ from adam_tx._dtypes import compute_dtype, hyper_dtype
 from adam_tx._validate import check_positive, check_positive_int, check_range
 from adam_tx.clipping import sum_of_squares
 from adam_tx.nonfinite import (
+    finite_flag,
     guarded_inner_update,
     guarded_transform,
     sum_of_squares_tree,
@@ -212,7 +213,7 @@ def loss_scaling(
         inv = inverse(state)
 
         def prepare(state, params, reduced):
-            set_finite(jnp.isfinite(reduced[0]))
+            set_finite(finite_flag(reduced[0]))
             return reduced[0]
 
         return _fusion.Piece(

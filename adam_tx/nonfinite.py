@@ -59,6 +59,18 @@ def count_skips(
     return _saturating_add(total, skipped), consecutive.astype(jnp.int32)
 
 
+def finite_flag(squares: jax.Array) -> jax.Array:
+    """``isfinite(squares)`` for a sum of squares, read by every leaf's loop.
+
+    Taken through ``sqrt`` (finite exactly when a sum of squares is): XLA
+    copies a chain of cheap scalar operations into each loop that uses it, and
+    the sum over leaves is such a chain, so a plain ``isfinite`` put every
+    leaf's addition into every leaf's loop (a guarded 200-leaf step compiled in
+    134 s instead of 1 s); a square root it computes once.
+    """
+    return jnp.isfinite(jnp.sqrt(squares))
+
+
 def select(finite: jax.Array, new: Any, old: Any) -> Any:
     """``new`` where the step was finite, ``old`` elsewhere, leaf by leaf."""
     return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
@@ -229,7 +241,7 @@ def skip_nonfinite(
 
     def head(state, set_finite):
         def prepare(state, params, reduced):
-            set_finite(jnp.isfinite(reduced[0]))
+            set_finite(finite_flag(reduced[0]))
             return reduced[0]
 
         return _fusion.Piece(
