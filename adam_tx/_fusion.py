@@ -218,17 +218,20 @@ def _sum_partials(acc: Partials | None, part: Partials) -> Partials:
     return tuple(a + b for a, b in zip(acc, part, strict=True))
 
 
-def _after(reductions: list[Partials]) -> Callable[[Any], Any]:
-    """``x -> x`` for scalars, bit for bit, but computed from ``reductions`` too."""
+def _after(reductions: list[Partials], arrays: bool = False) -> Callable[[Any], Any]:
+    """``x -> x`` for floating scalars (and arrays, with ``arrays``), bit for
+    bit, but computed from ``reductions`` too."""
     srl = lambda b, n: jax.lax.shift_right_logical(b, jnp.uint32(n))
     as_bits = lambda r: jax.lax.bitcast_convert_type(r.astype(jnp.float32), jnp.uint32)
     # 0, in a form XLA does not fold away: b >> 16 >> 16 == 0 for any uint32 b.
+    # Taken through sqrt, which XLA computes once: the cheap chain of additions
+    # behind a sum over leaves it would copy into every loop reading the zero.
     zero = jnp.uint32(0)
     for r in (r for part in reductions for r in part):
-        zero = zero | srl(srl(as_bits(r), 16), 16)
+        zero = zero | srl(srl(as_bits(jnp.sqrt(jnp.abs(r))), 16), 16)
 
     def after(x):
-        if not isinstance(x, jax.Array) or x.shape:
+        if not isinstance(x, jax.Array) or (x.shape and not arrays):
             return x
         if not jnp.issubdtype(x.dtype, jnp.floating):
             return x
@@ -335,14 +338,16 @@ def _run_pieces(
                 (raw_sum_of_squares(j) for j in range(n)), jnp.zeros([], hyper_dtype())
             )
             return (total * (scale * scale),)
+        part = None
         for j in range(n):
-            scalars = ctxs
-            if piece.reduce_params and reduced is not None:
-                # Leaf after leaf: a reduction that recomputes the update may
-                # keep per-row sums (track_stats), so one leaf's at a time.
-                scalars = jax.tree.map(_after([reduced]), ctxs)
             param = (p_leaves[j],) if piece.reduce_params else ()
-            part = piece.reduce_input(forward(i, j, scalars), *param)
+            if param and part is not None:
+                # Leaf after leaf: a reduction that recomputes the update may
+                # keep per-row sums (track_stats), so one leaf's at a time. The
+                # loop reads the parameter through a bitwise no-op on the
+                # previous leaf's sums.
+                param = (_after([part], arrays=True)(param[0]),)
+            part = piece.reduce_input(forward(i, j, ctxs), *param)
             reduced = _sum_partials(reduced, part)
         if reduced is None:  # empty tree
             empty = (jnp.zeros([0], jnp.float32),) * (1 + piece.reduce_params)
