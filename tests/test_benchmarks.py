@@ -79,3 +79,10 @@ def test_stats_cost_runs_small():
     # every=2 measures on steps 0 and 2: the per-step figure averages the two.
     measure, skip, per_step = res["every=2"]
     assert per_step == pytest.approx((measure + skip) / 2)
+
+
+def test_compile_time_runs_small():
+    compile_time = _load("compile_time")
+    out = compile_time.main(["--leaves", "3"])
+    assert set(out) == {"plain", "stats", "guards"}
+    assert all(t[k] > 0 for t in out.values() for k in ("trace", "lower", "compile"))
