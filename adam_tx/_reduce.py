@@ -67,16 +67,25 @@ def _cpu_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
     shape = xs[0].shape
     last = shape[-1] if shape else 1
     width = next((w for w in ROW_WIDTHS if last % w == 0), None)
-    if width is None:
+    if width is None or any(_last_axis_sharded(x) for x in xs):
         return _compensated_sums(*xs)
-    squares = [jnp.square(x.reshape(-1, width)) for x in xs]
+    # (..., C) -> (..., C / width, width): the leading axes keep their sharding
+    # (an explicitly sharded last axis cannot be split without naming one).
+    rows_shape = (*shape[:-1], last // width, width)
+    squares = [jnp.square(x.reshape(rows_shape)) for x in xs]
     rows = jax.lax.reduce(
         tuple(squares),
         tuple(jnp.zeros([], x.dtype) for x in squares),
         lambda a, b: tuple(u + v for u, v in zip(a, b)),
-        (1,),
+        (len(rows_shape) - 1,),
     )
-    return tuple(jnp.sum(r) for r in rows[: len(xs)])
+    return tuple(jnp.sum(r) for r in rows)
+
+
+def _last_axis_sharded(x: jax.Array) -> bool:
+    """Whether ``x``'s type shards its last axis (explicit-axis meshes only)."""
+    spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", None)
+    return bool(spec) and len(spec) == x.ndim and spec[-1] is not None
 
 
 def _compensated_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:

@@ -87,6 +87,7 @@ class Int8(NamedTuple):
     def load(self, entry: Any, dtype) -> jax.Array:
         if not isinstance(entry, quantization.Blocks):
             return entry.astype(dtype)
+        _check_not_explicitly_sharded(entry.codes)
         return quantization.dequantize(
             entry, signed=self.signed, dtype=dtype, block_size=self.block_size
         )
@@ -96,6 +97,19 @@ class Int8(NamedTuple):
             return value.astype(entry.dtype)
         return quantization.quantize(
             value, signed=self.signed, block_size=self.block_size
+        )
+
+
+def _check_not_explicitly_sharded(codes: jax.Array) -> None:
+    """Blocks run across the flattened leaf: an explicit sharding cannot follow."""
+    spec = getattr(getattr(jax.typeof(codes), "sharding", None), "spec", None)
+    if spec and any(axis is not None for axis in spec):
+        raise NotImplementedError(
+            f"state_format='int8' keeps a moment in blocks of the flattened "
+            f"leaf, which a leaf of shape {tuple(codes.shape)} sharded as "
+            f"{spec} on an explicit-axis mesh cannot be split into; use a mesh "
+            f"with Auto axes (jax.make_mesh(..., axis_types=(AxisType.Auto, "
+            f"...))) or state_format='stochastic'"
         )
 
 

@@ -149,3 +149,10 @@ def test_sharded_training_on_8_devices():
     """Runs tests/scripts/sharded_training.py (~25 s of CPU) on 8 host devices."""
     out = subprocesses.run("sharded_training.py", devices=8, timeout=300)
     assert out.rstrip().endswith("OK"), out
+
+
+@pytest.mark.slow
+def test_explicit_axis_mesh_on_8_devices():
+    """Runs tests/scripts/explicit_mesh.py on 8 host devices."""
+    out = subprocesses.run("explicit_mesh.py", devices=8, timeout=300)
+    assert out.rstrip().endswith("OK"), out
