@@ -51,9 +51,9 @@ def test_low_precision_leaves_sum_in_float32():
 
 
 def test_each_backend_gets_its_formulation():
-    x = jnp.ones((64, 24))  # rows of 8: 192 x 8
+    x = jnp.ones((64, 24))  # rows of 8: 64 x 3 x 8
     traced = jax.jit(lambda x: _reduce.sums_of_squares(x, 2 * x)).trace(x)
     text = {p: traced.lower(lowering_platforms=(p,)).as_text() for p in ("cpu", "cuda")}
-    assert "192x8xf32" in text["cpu"] and "192x8xf32" not in text["cuda"]
+    assert "64x3x8xf32" in text["cpu"] and "64x3x8xf32" not in text["cuda"]
     compiled = jax.jit(lambda x: _reduce.sums_of_squares(x, 2 * x)).lower(x).compile()
     assert " conditional(" not in compiled.as_text()  # the choice is made, not run
