@@ -80,15 +80,17 @@ def track_stats(every: int = 1):
     Put it last in :func:`adam_tx.chain`, so that ``u`` is the step added to the
     parameters and ``p`` the parameters it is added to. Needs ``params``.
 
-    Cost. On GPU and TPU the two sums are extra outputs of the fused update
-    loop. XLA:CPU cannot fuse a reduction into the loop that writes the
+    Cost. On GPU and TPU the two sums are partials of the fused update pass,
+    which XLA can fuse into the update loop as extra outputs (not yet measured
+    on a GPU). XLA:CPU cannot fuse a reduction into the loop that writes the
     parameters, so there they are one read-only pass per leaf before the update
-    (about +170% step time at 16M parameters; BENCHMARKS.md). ``every`` bounds
+    (+48% to +79% step time at 16M parameters; BENCHMARKS.md). ``every`` bounds
     that cost: the norms are measured on steps 1, 1 + every, 1 + 2 * every, ...
     (the steps a loop logging at ``i % every == 0`` reads, ``i`` counting from
-    0) and kept in between; ``adam_tx.stats`` reports the step they come from
-    as ``norms_step``. Skipped steps elsewhere in the pass cost nothing (a
-    ``lax.cond``; under ``vmap`` with a batched count both branches run).
+    0) and kept in between, and ``adam_tx.stats`` reports the step they come
+    from as ``norms_step``. The other steps skip the pass (a ``lax.cond``;
+    under ``vmap`` with a batched step count both branches run): +0% to +3%
+    at ``every=10``.
 
     Args:
       every: measure the norms once every this many steps (an int >= 1).
