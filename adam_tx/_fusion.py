@@ -312,12 +312,10 @@ def _run_pieces(
     ctxs: list[Any] = []
     param_reductions: list[Partials] = []
 
-    def forward(upto: int, j: int, scalars: list[Any]) -> jax.Array:
+    def forward(upto: int, j: int) -> jax.Array:
         x = g_leaves[j]
         for k in range(upto):
-            x = pieces[k].leaf(scalars[k], x, leaf_states[k][j], p_leaves[j], infos[j])[
-                0
-            ]
+            x = pieces[k].leaf(ctxs[k], x, leaf_states[k][j], p_leaves[j], infos[j])[0]
         return x
 
     raw_squares: dict[int, jax.Array] = {}
@@ -347,7 +345,7 @@ def _run_pieces(
                 # loop reads the parameter through a bitwise no-op on the
                 # previous leaf's sums.
                 param = (_after([part], arrays=True)(param[0]),)
-            part = piece.reduce_input(forward(i, j, ctxs), *param)
+            part = piece.reduce_input(forward(i, j), *param)
             reduced = _sum_partials(reduced, part)
         if reduced is None:  # empty tree
             empty = (jnp.zeros([0], jnp.float32),) * (1 + piece.reduce_params)
