@@ -271,6 +271,34 @@ print(f"fp16 + scaling {l16s[-1]:.3e}")
 print("overflow steps skipped:", int(st16["skipped_steps"][-1]))
 """),
     md("""
+## 5. Paying for the norms on CPU: `track_stats(every=k)`
+
+The update and parameter norms are sums over every parameter. On GPU/TPU they
+are extra outputs of the update loop; XLA:CPU cannot do that, so on CPU they
+cost one more read of the parameters and state on each step that measures them
+(about +50% step time at 16M parameters, `BENCHMARKS.md`). `every=k` measures
+them on steps 1, 1 + k, 1 + 2k, ... and keeps them in between (+0 to +3% at
+k = 10); `norms_step` says which step the figures come from, and on those
+steps they are exactly the every-step figures.
+"""),
+    code("""
+dense_opt = adam_tx.chain(adam_tx.adam(1e-2), adam_tx.track_stats())
+sparse_opt = adam_tx.chain(adam_tx.adam(1e-2), adam_tx.track_stats(every=10))
+every_step = train(dense_opt, steps=40)[1]
+sparse = train(sparse_opt, steps=40)[1]
+measured = sparse["norms_step"].astype(int) - 1  # the step index each figure is from
+assert np.array_equal(sparse["update_norm"], every_step["update_norm"][measured])
+
+plt.figure(figsize=(6, 3))
+plt.plot(every_step["update_norm"], label="every step")
+plt.step(np.arange(40), sparse["update_norm"], where="post", label="every=10")
+plt.xlabel("step")
+plt.ylabel("update norm")
+plt.legend()
+plt.tight_layout()
+print("norms_step, steps 1-12:", sparse["norms_step"][:12].astype(int).tolist())
+"""),
+    md("""
 ## What to look for
 
 * **Divergence**: `grad_norm` growing step over step and `update_param_ratio`
