@@ -27,13 +27,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx import _fusion
 from adam_tx._counting import INT32_MAX
 from adam_tx._dtypes import compute_dtype, hyper_dtype
 from adam_tx._validate import check_positive, check_positive_int, check_range
-from adam_tx.clipping import sum_of_squares
 from adam_tx.nonfinite import (
-    finite_flag,
+    guard_head,
     guarded_inner_update,
     guarded_transform,
     sum_of_squares_tree,
@@ -210,26 +208,7 @@ def loss_scaling(
         return x * inv.astype(x.dtype)
 
     def head(state, set_finite):
-        inv = inverse(state)
-
-        def prepare(state, params, reduced):
-            set_finite(finite_flag(reduced[0]))
-            return reduced[0]
-
-        return _fusion.Piece(
-            "loss_scaling",
-            init,
-            prepare,
-            lambda ctx, x, entries, p, info: (unscale(x, inv), (), ()),
-            lambda state, squares, fields, partials: advance(
-                state, squares, state.inner_state
-            ),
-            reduce_input=lambda x: (
-                sum_of_squares(unscale(x, inv)).astype(hyper_dtype()),
-            ),
-            scales_by=lambda ctx: inv,
-            squares_factor=lambda: inv,
-        )
+        return guard_head("loss_scaling", init, advance, set_finite, inverse(state))
 
     def plain(updates, state, params=None, **extra_args):
         inv = inverse(state)

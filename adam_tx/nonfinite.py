@@ -26,7 +26,7 @@ import optax
 
 from adam_tx import _fusion
 from adam_tx._counting import INT32_MAX
-from adam_tx._dtypes import hyper_dtype
+from adam_tx._dtypes import compute_dtype, hyper_dtype
 from adam_tx.clipping import sum_of_squares
 
 
@@ -118,6 +118,48 @@ def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
         finish=finish,
         guarded_leaf=guarded_leaf,
         scales_by=scales_by,
+    )
+
+
+def guard_head(
+    name: str,
+    init: Callable[[Any], Any],
+    advance: Callable[[Any, jax.Array, Any], Any],
+    set_finite: Callable[[jax.Array], None],
+    scale: jax.Array | None = None,
+) -> _fusion.Piece:
+    """The piece a guard runs before its inner pieces, for one update.
+
+    Formula: ``x -> s x`` (``s = scale``, or the identity without one); the step
+    is finite when ``sum((s g)^2)`` is. It passes ``finite_flag`` of that sum
+    to ``set_finite`` and, in ``finish``, the sum to ``advance(state, squares,
+    inner_state)``. It declares the scaling (``scales_by``, ``squares_factor``)
+    so that the engine shares one read of the raw gradient with every later
+    sum of squares, such as clipping's.
+    """
+    factor = jnp.ones([], hyper_dtype()) if scale is None else scale
+
+    def apply(x):
+        if scale is None:
+            return x
+        x = x.astype(compute_dtype(x.dtype))
+        return x * scale.astype(x.dtype)
+
+    def prepare(state, params, reduced):
+        set_finite(finite_flag(reduced[0]))
+        return reduced[0]
+
+    return _fusion.Piece(
+        name,
+        init,
+        prepare,
+        lambda ctx, x, entries, p, info: (apply(x), (), ()),
+        lambda state, squares, fields, partials: advance(
+            state, squares, state.inner_state
+        ),
+        reduce_input=lambda x: (sum_of_squares(apply(x)).astype(hyper_dtype()),),
+        scales_by=lambda ctx: factor,
+        squares_factor=lambda: factor,
     )
 
 
@@ -240,22 +282,7 @@ def skip_nonfinite(
         )
 
     def head(state, set_finite):
-        def prepare(state, params, reduced):
-            set_finite(finite_flag(reduced[0]))
-            return reduced[0]
-
-        return _fusion.Piece(
-            "skip_nonfinite",
-            init,
-            prepare,
-            lambda ctx, x, entries, p, info: (x, (), ()),
-            lambda state, squares, fields, partials: advance(
-                state, squares, state.inner_state
-            ),
-            reduce_input=lambda x: (sum_of_squares(x).astype(hyper_dtype()),),
-            scales_by=lambda ctx: jnp.ones([], hyper_dtype()),
-            squares_factor=lambda: jnp.ones([], hyper_dtype()),
-        )
+        return guard_head("skip_nonfinite", init, advance, set_finite)
 
     def plain(updates, state, params=None, **extra_args):
         squares = sum_of_squares_tree(updates)
