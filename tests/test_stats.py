@@ -357,3 +357,29 @@ def test_backends_get_their_layout():
 def test_every_is_validated(every):
     with pytest.raises((ValueError, TypeError), match="every"):
         adam_tx.track_stats(every=every)
+
+
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
+def test_accelerator_layout_lowers_with_guards(platform):
+    """The GPU/TPU branch (in-pass norms under both guards, plain sums of
+    squares) traces and lowers here, so a mistake in it cannot wait for a
+    device to show up."""
+    opt = adam_tx.loss_scaling(
+        adam_tx.skip_nonfinite(
+            adam_tx.chain(
+                adam_tx.clip_by_global_norm(1.0),
+                adam_tx.adamw(1e-3),
+                adam_tx.track_stats(every=2),
+            )
+        )
+    )
+    p = {"w": jnp.ones((64, 24)), "b": jnp.ones((7,))}
+
+    def step(p, s, g):
+        u, s = opt.update(g, s, p)
+        return adam_tx.apply_updates(p, u), s, adam_tx.stats(s)
+
+    traced = jax.jit(step, donate_argnums=(0, 1)).trace(p, opt.init(p), p)
+    text = traced.lower(lowering_platforms=(platform,)).as_text()
+    assert "64x3x8xf32" not in text  # no CPU rows
+    assert "stablehlo.reduce" in text
