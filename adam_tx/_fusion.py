@@ -144,6 +144,15 @@ class FusedUpdate:
         return run_program(self.program, state, updates, params)
 
 
+def select_leaf(piece: Piece, ctx, x, entries, p, info, ok):
+    """``piece.leaf`` made a no-op where ``ok`` is False, by selecting its
+    outputs: zero output, the old per-leaf state kept."""
+    y, new_entries, parts = piece.leaf(ctx, x, entries, p, info)
+    keep = lambda n, o: jnp.where(ok, n, o)
+    kept = tuple(jax.tree.map(keep, n, e) for n, e in zip(new_entries, entries))
+    return jnp.where(ok, y, jnp.zeros_like(y)), kept, parts
+
+
 def transformation(piece: Piece) -> optax.GradientTransformationExtraArgs:
     """The ``GradientTransformation`` of a single piece."""
     return optax.GradientTransformationExtraArgs(piece.init, FusedUpdate(piece))

@@ -55,7 +55,9 @@ def sums_of_squares(*xs: jax.Array) -> tuple[jax.Array, ...]:
 
 
 def plain_sums_of_squares(*xs: jax.Array) -> tuple[jax.Array, ...]:
-    """``jnp.sum(x * x)`` of each of ``xs``: the form XLA:GPU/TPU fuse best."""
+    """``jnp.sum(x * x)`` of each of ``xs`` in at least float32: the form
+    XLA:GPU/TPU fuse best."""
+    xs = tuple(x.astype(compute_dtype(x.dtype)) for x in xs)
     return tuple(jnp.sum(x * x) for x in xs)
 
 

@@ -143,16 +143,13 @@ def counted_transform(
             isinstance(fmt, Plain) and jnp.result_type(e) == dtype
             for fmt, e in zip(fmts, entries)
         )
-        if exact:
-            # The kept moments are exactly the new ones on a finite step, so the
-            # update computed from them is the unguarded one, bit for bit.
-            new = math.moments(c, x.astype(dtype), *entries)
-            kept = tuple(jnp.where(ok, n, e) for n, e in zip(new, entries))
-            u = math.update(c, x.astype(dtype), *kept)
-        else:  # rounded formats: the update comes from the unrounded moments
-            u, stored, _ = leaf(ctx, x, entries, p, info)
-            keep = lambda n, o: jnp.where(ok, n, o)
-            kept = tuple(jax.tree.map(keep, n, e) for n, e in zip(stored, entries))
+        if not exact:  # rounded formats: the update comes from the unrounded moments
+            return _fusion.select_leaf(piece, ctx, x, entries, p, info, ok)
+        # The kept moments are exactly the new ones on a finite step, so the
+        # update computed from them is the unguarded one, bit for bit.
+        new = math.moments(c, x.astype(dtype), *entries)
+        kept = tuple(jnp.where(ok, n, e) for n, e in zip(new, entries))
+        u = math.update(c, x.astype(dtype), *kept)
         return jnp.where(ok, u, jnp.zeros_like(u)), kept, ()
 
     def finish(state, ctx, new_fields, partials):

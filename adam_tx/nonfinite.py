@@ -92,9 +92,7 @@ def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
         ok = jnp.logical_and(ok, outer_ok)  # nested guards: all must pass
         if piece.guarded_leaf is not None:
             return piece.guarded_leaf(inner_ctx, x, entries, p, info, ok)
-        y, new_entries, parts = piece.leaf(inner_ctx, x, entries, p, info)
-        y = jnp.where(ok, y, jnp.zeros_like(y))
-        return y, select(ok, tuple(new_entries), tuple(entries)), parts
+        return _fusion.select_leaf(piece, inner_ctx, x, entries, p, info, ok)
 
     def leaf(ctx, x, entries, p, info):
         return guarded_leaf(ctx, x, entries, p, info, True)

@@ -54,7 +54,7 @@ import jax.numpy as jnp
 
 from adam_tx import _fusion
 from adam_tx._counting import safe_increment, zero_count
-from adam_tx._dtypes import compute_dtype, hyper_dtype
+from adam_tx._dtypes import hyper_dtype
 from adam_tx._reduce import plain_sums_of_squares, sums_of_squares
 from adam_tx._validate import check_positive_int
 from adam_tx.clipping import ClipByGlobalNormState
@@ -119,7 +119,6 @@ def track_stats(every: int = 1):
 
     def reduce_in_pass(u, p):
         # Plain sums, which XLA:GPU/TPU fuse into the update loop as outputs.
-        u, p = (x.astype(compute_dtype(x.dtype)) for x in (u, p))
         return tuple(s.astype(hyper_dtype()) for s in plain_sums_of_squares(u, p))
 
     def prepare(state, params, reduced):
