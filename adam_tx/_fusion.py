@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from adam_tx._dtypes import hyper_dtype
+from adam_tx._placement import placed_init
 from adam_tx._reduce import sums_of_squares
 from adam_tx._tree import check_same_structure, path_str
 
@@ -155,7 +156,9 @@ def select_leaf(piece: Piece, ctx, x, entries, p, info, ok):
 
 def transformation(piece: Piece) -> optax.GradientTransformationExtraArgs:
     """The ``GradientTransformation`` of a single piece."""
-    return optax.GradientTransformationExtraArgs(piece.init, FusedUpdate(piece))
+    return optax.GradientTransformationExtraArgs(
+        placed_init(piece.init), FusedUpdate(piece)
+    )
 
 
 def program_of(tx: optax.GradientTransformation) -> Program | None:
@@ -472,4 +475,4 @@ def _chain_init(transforms):
     def init(params):
         return tuple(t.init(params) for t in transforms)
 
-    return init
+    return placed_init(init)

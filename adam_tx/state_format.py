@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adam_tx import quantization
+from adam_tx import _placement, quantization
 from adam_tx._validate import check_choice, check_float_dtype, check_nonnegative_int
 from adam_tx.rounding import stochastic_round_bf16
 
@@ -27,7 +27,7 @@ class Plain(NamedTuple):
     dtype: Any = None
 
     def init(self, param: jax.Array) -> jax.Array:
-        return jnp.zeros(jnp.shape(param), self.dtype or jnp.result_type(param))
+        return _placement.zeros_like(param, self.dtype or jnp.result_type(param))
 
     def load(self, entry: jax.Array, dtype) -> jax.Array:
         return entry.astype(dtype)
