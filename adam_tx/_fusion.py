@@ -29,7 +29,7 @@ import optax
 from adam_tx._dtypes import hyper_dtype
 from adam_tx._placement import placed_init
 from adam_tx._reduce import sums_of_squares
-from adam_tx._tree import check_same_structure, path_str
+from adam_tx._tree import check_float_leaves, check_same_structure, path_str
 
 Partials = tuple[jax.Array, ...]
 
@@ -303,6 +303,7 @@ def _run_pieces(
     flat_with_path, treedef = jax.tree_util.tree_flatten_with_path(updates)
     g_leaves = [leaf for _, leaf in flat_with_path]
     paths = [path_str(p) for p, _ in flat_with_path]
+    check_float_leaves(updates, "updates")
     n = len(g_leaves)
     if any(p.needs_params for p in pieces) and params is None:
         names = [p.name for p in pieces if p.needs_params]

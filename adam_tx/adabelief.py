@@ -14,8 +14,10 @@ from typing import Any, NamedTuple
 
 import jax
 
+from adam_tx import hyperparams
 from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx.adam import (
+    ADAM_RANGES,
     adam_corrections,
     adam_hypers,
     check_adam_args,
@@ -32,6 +34,9 @@ class ScaleByBeliefState(NamedTuple):
     nu: Any
     hyperparams: dict
     rng: Any = None  # PRNG key, only with state_format="stochastic"
+
+
+hyperparams.register_ranges(ScaleByBeliefState, **ADAM_RANGES)
 
 
 def scale_by_belief(

@@ -44,6 +44,16 @@ def check_adam_args(b1, b2, eps, eps_root) -> None:
     check_nonnegative("eps_root", eps_root)
 
 
+# What set_hyperparams accepts for the Adam-family states (as the factories).
+ADAM_RANGES = dict(
+    b1=hyperparams.DECAY,
+    b2=hyperparams.DECAY,
+    eps=hyperparams.NONNEGATIVE,
+    eps_root=hyperparams.NONNEGATIVE,
+)
+hyperparams.register_ranges(ScaleByAdamState, **ADAM_RANGES)
+
+
 def adam_hypers(b1, b2, eps, eps_root) -> tuple[hyperparams.Hyper, ...]:
     return (
         hyperparams.Hyper("b1", b1, complement=True),

@@ -31,6 +31,14 @@ class ScaleByAdamaxState(NamedTuple):
     rng: Any = None  # PRNG key, only with state_format="stochastic"
 
 
+hyperparams.register_ranges(
+    ScaleByAdamaxState,
+    b1=hyperparams.DECAY,
+    b2=hyperparams.DECAY,
+    eps=hyperparams.NONNEGATIVE,
+)
+
+
 def scale_by_adamax(
     b1=0.9,
     b2=0.999,

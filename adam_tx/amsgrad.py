@@ -22,9 +22,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from adam_tx import hyperparams
 from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx._validate import check_choice
-from adam_tx.adam import adam_corrections, adam_hypers, check_adam_args
+from adam_tx.adam import ADAM_RANGES, adam_corrections, adam_hypers, check_adam_args
 from adam_tx.bias_correction import debias
 from adam_tx.moments import adaptive_step, ema, ema_sq
 from adam_tx.state_format import moment_format
@@ -37,6 +38,9 @@ class ScaleByAmsgradState(NamedTuple):
     nu_max: Any
     hyperparams: dict
     rng: Any = None  # PRNG key, only with state_format="stochastic"
+
+
+hyperparams.register_ranges(ScaleByAmsgradState, **ADAM_RANGES)
 
 
 def scale_by_amsgrad(

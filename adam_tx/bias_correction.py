@@ -37,6 +37,9 @@ class BiasCorrectionState(NamedTuple):
     hyperparams: dict
 
 
+hyperparams.register_ranges(BiasCorrectionState, decay=hyperparams.DECAY)
+
+
 def bias_correction(decay: float = 0.9):
     """Divide incoming updates by ``1 - decay**t``, t counted by this transform.
 

@@ -6,6 +6,19 @@ float64 under ``jax_enable_x64``), never in the parameter dtype. A constant is
 read from the state each step, so :func:`set_hyperparams` changes it between
 steps without recompiling; a schedule is evaluated at the step count and its
 value written to the state, so it can be logged.
+
+One source of truth per hyperparameter, decided by what the factory is given:
+
+* a Python or NumPy number: a constant held in the state, read each step and
+  changed with :func:`set_hyperparams`;
+* a schedule: evaluated at the step count each step, its value written to the
+  state for logging;
+* a JAX array or tracer (what ``optax.inject_hyperparams`` passes, and what a
+  ``jax.vmap`` sweep or ``jax.grad`` with respect to a hyperparameter passes):
+  owned by the caller, used as given, and *not* stored in the adam_tx state, so
+  that neither copy can silently override the other (with
+  ``inject_hyperparams``, ``state.hyperparams`` of the wrapper is the one place
+  to read and set it, and ``optax.tree_utils.tree_get`` finds it once).
 """
 
 from __future__ import annotations
@@ -18,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adam_tx._dtypes import hyper_dtype
-from adam_tx._validate import is_schedule
+from adam_tx._validate import check_value, is_schedule
 
 
 class Hyper(NamedTuple):
@@ -39,22 +52,61 @@ def complement_name(name: str) -> str:
     return "1-" + name
 
 
+def is_external(value: Any) -> bool:
+    """Whether a hyperparameter is owned by the caller: a JAX array or tracer
+    (see the module docstring), not stored in the state."""
+    return isinstance(value, (jax.Array, jax.core.Tracer))
+
+
+# The range of each hyperparameter as held by a state class, checked by
+# set_hyperparams: {(state class, name): (low, high, low_inclusive,
+# high_inclusive)}. A name a state class did not register is checked as a
+# finite real scalar.
+_RANGES: dict[tuple[type, str], tuple[Any, Any, bool, bool]] = {}
+
+DECAY = (0.0, 1.0, True, False)
+NONNEGATIVE = (0.0, None, True, True)
+POSITIVE = (0.0, None, False, True)
+
+
+def register_ranges(state_cls: type, **ranges: tuple[Any, Any, bool, bool]) -> None:
+    """Declare the valid range of ``state_cls``'s hyperparameters, so that
+    :func:`set_hyperparams` refuses what the factory would have refused.
+
+    Each range is ``(low, high, low_inclusive, high_inclusive)``, e.g.
+    :data:`DECAY` for a decay rate in [0, 1).
+    """
+    for name, bounds in ranges.items():
+        _RANGES[(state_cls, name)] = bounds
+
+
+def check_setting(state_cls: type, name: str, value: Any) -> None:
+    """The checks of :func:`set_hyperparams` for one value (tracers pass)."""
+    low, high, low_inc, high_inc = _RANGES.get(
+        (state_cls, name), (None, None, True, True)
+    )
+    check_value(name, value, low, high, low_inclusive=low_inc, high_inclusive=high_inc)
+
+
 def _with_complement(name: str, value: Any, complement: bool) -> dict[str, jax.Array]:
     out = {name: jnp.asarray(value, hyper_dtype())}
     if complement:
-        try:  # a concrete number: take the complement in float64
-            comp = 1.0 - np.float64(value)
-        except (TypeError, jax.errors.TracerArrayConversionError):
+        if isinstance(value, jax.core.Tracer):
             comp = 1 - out[name]
+        else:  # a concrete number: take the complement in float64
+            comp = 1.0 - np.float64(value)
         out[complement_name(name)] = jnp.asarray(comp, hyper_dtype())
     return out
 
 
 def init_values(hypers: tuple[Hyper, ...]) -> dict[str, jax.Array]:
-    """The hyperparameter dict stored in a freshly initialised state."""
+    """The hyperparameter dict stored in a freshly initialised state (values
+    owned by the caller, :func:`is_external`, are not stored)."""
     zero = jnp.zeros([], jnp.int32)
     out: dict[str, jax.Array] = {}
     for h in hypers:
+        if is_external(h.value):
+            continue
         value = h.value(zero) if is_schedule(h.value) else h.value
         out.update(_with_complement(h.name, value, h.complement))
     return out
@@ -66,7 +118,9 @@ def current_values(
     """Values in force at ``count``: schedules are evaluated, constants read."""
     out = {}
     for h in hypers:
-        if is_schedule(h.value):
+        if is_external(h.value):
+            out.update(_with_complement(h.name, h.value, h.complement))
+        elif is_schedule(h.value):
             out.update(_with_complement(h.name, h.value(count), h.complement))
         else:
             out[h.name] = jnp.asarray(stored[h.name], hyper_dtype())
@@ -101,9 +155,16 @@ def set_hyperparams(opt_state: Any, **values: Any) -> Any:
     Returns:
       A state of the same structure.
 
+    Every concrete value is checked as the factory checks it: a finite real
+    scalar in the hyperparameter's range (``b1=1.0``, ``eps=-1``,
+    ``learning_rate=nan`` or ``'0.1'`` are refused). Traced values (inside
+    ``jit``) pass unchecked.
+
     Raises:
       KeyError: if a name matches no hyperparameter in the state (the message lists
         the names that exist).
+      TypeError: for a value that is not a real scalar.
+      ValueError: for a value out of the hyperparameter's range.
 
     >>> import adam_tx, jax.numpy as jnp
     >>> opt = adam_tx.adamw(1e-3)
@@ -120,6 +181,7 @@ def set_hyperparams(opt_state: Any, **values: Any) -> Any:
         new = dict(node.hyperparams)
         for name, value in values.items():
             if name in new:
+                check_setting(type(node), name, value)
                 new.update(_with_complement(name, value, complement_name(name) in new))
                 found.add(name)
         return node._replace(hyperparams=new)

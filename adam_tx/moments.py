@@ -24,9 +24,19 @@ def ema(moment: jax.Array, x: jax.Array, decay, one_minus_decay) -> jax.Array:
     return decay * moment + one_minus_decay * x
 
 
+def abs_sq(x: jax.Array) -> jax.Array:
+    """``|x|^2`` elementwise: ``x^2`` for real ``x``, ``re(x)^2 + im(x)^2`` for
+    complex ``x`` (``x * x`` would rotate a complex gradient's phase into the
+    second moment, so that an imaginary gradient moves the parameter along the
+    real axis)."""
+    if jnp.iscomplexobj(x):
+        return jnp.square(x.real) + jnp.square(x.imag)
+    return x * x
+
+
 def ema_sq(moment: jax.Array, x: jax.Array, decay, one_minus_decay) -> jax.Array:
-    """EMA of the elementwise square: ``v_t = b v_{t-1} + (1 - b) x_t^2``."""
-    return ema(moment, x * x, decay, one_minus_decay)
+    """EMA of the elementwise squared modulus: ``v_t = b v_{t-1} + (1 - b) |x_t|^2``."""
+    return ema(moment, abs_sq(x), decay, one_minus_decay)
 
 
 def ema_infinity_norm(u: jax.Array, x: jax.Array, decay: jax.Array, eps) -> jax.Array:

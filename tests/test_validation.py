@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import adam_tx
@@ -71,8 +72,81 @@ def test_negative_learning_rate(factory):
         factory(-0.1)
 
 
-def test_schedules_are_not_range_checked_at_construction():
-    adam_tx.adam(lambda t: -1.0)  # values are only known per step
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"learning_rate": lambda t: -1.0}, r"learning_rate=-1.0 \(its schedule's"),
+        ({"b1": lambda t: 1.0}, r"b1=1.0 .*step 0.*\[0.0, 1.0\)"),
+        ({"b2": lambda t: jnp.nan}, r"b2=nan"),
+        ({"eps": lambda t: jnp.where(t > 500, -1.0, 1e-8)}, r"eps=-1.0 .*step 1000"),
+    ],
+)
+def test_schedules_are_checked_at_probe_steps(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        adam_tx.adam(**kwargs)
+
+
+def test_schedule_checked_past_its_declared_horizon():
+    def lr(t):
+        return jnp.where(t > 50, -1.0, 1e-3)
+
+    lr.horizon = 40  # a schedule may say where it ends: 20, 40 and 41 are probed
+    with pytest.raises(ValueError, match="step 100"):
+        adam_tx.adam(lr)
+
+
+def test_schedule_returning_an_array_is_refused():
+    with pytest.raises(TypeError, match="b1 is a schedule that returns"):
+        adam_tx.adam(b1=lambda t: jnp.ones(2) * 0.9)
+
+
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        (float("inf"), ValueError, r"eps=inf is out of range: expected a finite"),
+        ("1e-8", TypeError, r"eps must be a real number.*'1e-8'.*str"),
+        (1e-8j, TypeError, r"eps must be a real number.*complex"),
+        (True, TypeError, r"eps must be a real number.*bool"),
+        (10**400, ValueError, r"eps=1000.* too large"),
+        (np.ones(2), TypeError, r"eps must be a scalar.*\(2,\)"),
+        (None, TypeError, r"eps must be a real number.*None"),
+    ],
+)
+def test_wrong_types_name_the_argument(value, error, match):
+    with pytest.raises(error, match=match):
+        adam_tx.scale_by_adam(eps=value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"b1": float("nan")}, ValueError),
+        ({"b2": 1.0}, ValueError),
+        ({"b1": 1.5}, ValueError),
+        ({"eps": -1}, ValueError),
+        ({"eps_root": float("inf")}, ValueError),
+        ({"b1": "0.9"}, TypeError),
+        ({"b1": jnp.ones(3)}, TypeError),
+    ],
+)
+def test_set_hyperparams_checks_what_the_factory_checks(kwargs, error):
+    state = adam_tx.adam(1e-3).init({"w": jnp.ones(2)})
+    (name,) = kwargs
+    with pytest.raises(error, match=name):
+        adam_tx.set_hyperparams(state, **kwargs)
+
+
+def test_set_hyperparams_lets_traced_values_through():
+    state = adam_tx.adam(1e-3).init({"w": jnp.ones(2)})
+    set_b1 = jax.jit(lambda s, b: adam_tx.set_hyperparams(s, b1=b))
+    assert float(adam_tx.get_hyperparams(set_b1(state, 0.5))["b1"]) == 0.5
+
+
+def test_integer_gradients_are_refused():
+    tx = adam_tx.adam(1e-3)
+    params = {"w": jnp.ones(3)}
+    with pytest.raises(TypeError, match="updates leaf 'w' has dtype int32"):
+        tx.update({"w": jnp.ones(3, jnp.int32)}, tx.init(params), params)
 
 
 @pytest.mark.parametrize("value", [0.0, -1.0])
