@@ -7,7 +7,7 @@ elementwise pass per parameter).
 
 from optax import apply_updates
 
-from adam_tx import checkpoint, recipes, schedules, sharding
+from adam_tx import checkpoint, debug, recipes, schedules, sharding
 from adam_tx._fusion import chain
 from adam_tx.adabelief import ScaleByBeliefState, scale_by_belief
 from adam_tx.adam import ScaleByAdamState, scale_by_adam
@@ -99,6 +99,7 @@ __all__ = [
     "checkpoint",
     "clip",
     "clip_by_global_norm",
+    "debug",
     "decay_mask",
     "get_hyperparams",
     "group_small_leaves",

@@ -21,6 +21,11 @@ class ScaleByLearningRateState(NamedTuple):
     hyperparams: dict
 
 
+hyperparams.register_ranges(
+    ScaleByLearningRateState, learning_rate=hyperparams.NONNEGATIVE
+)
+
+
 class ScaleByScheduleState(NamedTuple):
     count: jax.Array
     hyperparams: dict
