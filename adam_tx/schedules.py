@@ -4,6 +4,11 @@ A schedule maps the step count (a Python int or a traced integer scalar; 0 is th
 first update, as in optax) to a scalar of ``hyper_dtype()``: float32, or float64
 under ``jax_enable_x64``. Every argument is checked at construction.
 
+Step counts and horizons may exceed int32 (``decay_steps=10**10``, a Python
+count of ``10**10``): offsets such as ``t - transition_begin`` are taken in
+integers where they fit the count's dtype, so they are exact, and in floating
+point where they do not.
+
 Constants are computed in double precision in Python, and interpolations are
 sums of non-negative terms (cosine weights as ``sin(pi/2 * q)**2`` rather than
 ``(1 + cos(pi * (1 - q))) / 2``), so float32 values stay within ~1e-6 relative
@@ -14,12 +19,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
 from adam_tx._dtypes import hyper_dtype
+from adam_tx._typing import Schedule
 from adam_tx._validate import (
     check_callable,
     check_choice,
@@ -27,8 +34,6 @@ from adam_tx._validate import (
     check_positive_int,
     check_range,
 )
-
-Schedule = Callable[[Any], Any]
 
 
 def _number(name: str, value: Any, *, positive: bool = False, high=math.inf) -> float:
@@ -45,12 +50,51 @@ def _const(value: float) -> Any:
     return jnp.asarray(value, dtype=hyper_dtype())
 
 
-def _int_count(count: Any) -> Any:
-    """The step count as an integer array (a float count is floored)."""
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _since(count: Any, start: int = 0) -> Any:
+    """``floor(count) - start`` as a ``hyper_dtype()`` array.
+
+    Exact for Python integers of any size, and for integer arrays whose dtype
+    holds ``start`` (the integer difference is taken first, so a late
+    ``start`` costs no precision); otherwise in floating point (a ``start``
+    beyond an int32 count's range is never reached by it anyway).
+    """
+    if _is_int(count):
+        return _const(float(int(count) - start))
     c = jnp.asarray(count)
+    if jnp.issubdtype(c.dtype, jnp.signedinteger) and start <= jnp.iinfo(c.dtype).max:
+        return (c - jnp.asarray(start, c.dtype)).astype(hyper_dtype())
     if not jnp.issubdtype(c.dtype, jnp.integer):
-        c = jnp.floor(c).astype(jnp.int32)
-    return c
+        c = jnp.floor(c)
+    return c.astype(hyper_dtype()) - _const(start)
+
+
+def _periods(count: Any, start: int, period: int) -> Any:
+    """``floor(max(count - start, 0) / period)``, exact where ``_since`` is."""
+    if _is_int(count):
+        return _const(max(int(count) - start, 0) // period)
+    c = jnp.asarray(count)
+    if jnp.issubdtype(c.dtype, jnp.signedinteger) and max(start, period) <= (
+        jnp.iinfo(c.dtype).max
+    ):
+        n = jnp.maximum(c - jnp.asarray(start, c.dtype), 0)
+        return (n // jnp.asarray(period, c.dtype)).astype(hyper_dtype())
+    return jnp.floor(jnp.maximum(_since(count, start), 0) / _const(period))
+
+
+def _clamp(count: Any, high: int) -> Any:
+    """``count`` floored and clamped to ``[0, high]``, keeping integers exact."""
+    if _is_int(count):
+        return min(max(int(count), 0), high)
+    c = jnp.asarray(count)
+    if not jnp.issubdtype(c.dtype, jnp.signedinteger):
+        return jnp.clip(jnp.floor(c.astype(hyper_dtype())), 0, high)
+    if high > jnp.iinfo(c.dtype).max:  # such a count never passes ``high``
+        return jnp.maximum(c, 0)
+    return jnp.clip(c, 0, high)
 
 
 def _cos_weight(q: Any) -> Any:
@@ -111,10 +155,9 @@ def linear(
     check_nonnegative_int("transition_begin", transition_begin)
 
     def schedule(count: Any) -> Any:
-        s = jnp.clip(_int_count(count) - transition_begin, 0, transition_steps)
-        s = s.astype(hyper_dtype())
-        mix = _const(init_value) * (transition_steps - s) + _const(end_value) * s
-        return mix / transition_steps
+        steps = _const(transition_steps)
+        s = jnp.clip(_since(count, transition_begin), 0, steps)
+        return (_const(init_value) * (steps - s) + _const(end_value) * s) / steps
 
     return schedule
 
@@ -123,8 +166,8 @@ def _cosine(init: float, end: float, steps: int, exponent: float) -> Schedule:
     """``end + (init - end) * w**exponent``, ``w = (1 + cos(pi min(t, T) / T)) / 2``."""
 
     def schedule(count: Any) -> Any:
-        s = jnp.clip(_int_count(count), 0, steps).astype(hyper_dtype())
-        w = _cos_weight((steps - s) / steps)
+        s = jnp.clip(_since(count), 0, _const(steps))
+        w = _cos_weight((_const(steps) - s) / _const(steps))
         if exponent != 1.0:
             w = w**exponent
         return _const(end) + _const(init - end) * w
@@ -255,7 +298,7 @@ def step_decay(
         )
     if step_size is not None:
         check_positive_int("step_size", step_size)
-        return exponential_decay(init_value, factor, step_size, staircase=True)
+        return exponential_decay(init_value, step_size, factor, staircase=True)
     milestones = list(milestones)
     if not milestones:
         raise ValueError("milestones=[] is out of range: expected at least one")
@@ -269,8 +312,7 @@ def step_decay(
     table = [init_value * factor**k for k in range(len(milestones) + 1)]
 
     def schedule(count: Any) -> Any:
-        c = _int_count(count)
-        k = jnp.sum(c >= jnp.asarray(milestones, dtype=c.dtype))
+        k = sum((_since(count, m) >= 0).astype(jnp.int32) for m in milestones)
         return jnp.asarray(table, dtype=hyper_dtype())[k]
 
     return schedule
@@ -278,9 +320,8 @@ def step_decay(
 
 def exponential_decay(
     init_value: float,
+    transition_steps: int,
     decay_rate: float,
-    transition_steps: int = 1,
-    *,
     transition_begin: int = 0,
     staircase: bool = False,
     end_value: float | None = None,
@@ -293,10 +334,14 @@ def exponential_decay(
     Computed as ``init * exp(p * log(decay_rate))`` with the log taken in double
     precision: in float32, raising the rounded rate to ``p`` loses more.
 
+    The arguments are ``optax.exponential_decay``'s, in its order. Where optax
+    logs and falls back to a constant schedule (``transition_steps <= 0``,
+    ``decay_rate == 0``) or to 0 (``transition_begin < 0``), this raises.
+
     Args:
       init_value: value up to step ``transition_begin``, >= 0.
-      decay_rate: multiplier per ``transition_steps`` steps, > 0.
       transition_steps: steps per factor of ``decay_rate``, an integer >= 1.
+      decay_rate: multiplier per ``transition_steps`` steps, > 0.
       transition_begin: step at which the decay starts, an integer >= 0.
       staircase: decay in jumps every ``transition_steps`` steps.
       end_value: optional bound, >= 0.
@@ -304,15 +349,22 @@ def exponential_decay(
     Returns:
       A schedule ``count -> value``.
 
-    >>> [round(float(exponential_decay(1.0, 0.5)(t)), 4) for t in range(4)]
+    >>> [round(float(exponential_decay(1.0, 1, 0.5)(t)), 4) for t in range(4)]
     [1.0, 0.5, 0.25, 0.125]
 
     Reference: ``optax.exponential_decay``; torch ``ExponentialLR(gamma)`` on base
-    rate ``lr`` is ``exponential_decay(lr, gamma)``.
+    rate ``lr`` is ``exponential_decay(lr, 1, gamma)``.
     """
     init_value = _number("init_value", init_value)
-    decay_rate = _number("decay_rate", decay_rate, positive=True)
+    if isinstance(transition_steps, float) and 0 < transition_steps < 1:
+        raise TypeError(
+            f"transition_steps={transition_steps!r} must be an integer; the "
+            "arguments are optax's (init_value, transition_steps, decay_rate): "
+            f"for a rate of {transition_steps!r} per step write "
+            f"exponential_decay({init_value!r}, 1, {transition_steps!r})"
+        )
     check_positive_int("transition_steps", transition_steps)
+    decay_rate = _number("decay_rate", decay_rate, positive=True)
     check_nonnegative_int("transition_begin", transition_begin)
     if end_value is not None:
         end_value = _number("end_value", end_value)
@@ -320,11 +372,11 @@ def exponential_decay(
     log_rate = math.log(decay_rate)
 
     def schedule(count: Any) -> Any:
-        n = jnp.maximum(_int_count(count) - transition_begin, 0)
         if staircase:
-            p = (n // transition_steps).astype(hyper_dtype())
+            p = _periods(count, transition_begin, transition_steps)
         else:
-            p = n.astype(hyper_dtype()) / transition_steps
+            n = jnp.maximum(_since(count, transition_begin), 0)
+            p = n / _const(transition_steps)
         value = _const(init_value) * jnp.exp(p * _const(log_rate))
         return value if end_value is None else clip(value, _const(end_value))
 
@@ -375,8 +427,8 @@ def _one_cycle(
         s, e, a, b = phase
         # t - x from the integer count and the split x = whole + frac: exact
         # for the whole part, and XLA cannot fold the two constants together.
-        pct = ((c - math.floor(s)).astype(hyper_dtype()) - _const(s % 1)) / (e - s)
-        q = (_const(e % 1) - (c - math.floor(e)).astype(hyper_dtype())) / (e - s)
+        pct = (_since(c, math.floor(s)) - _const(s % 1)) / (e - s)
+        q = (_const(e % 1) - _since(c, math.floor(e))) / (e - s)
         # The smaller of pct, 1 - pct is accurate; take the other as 1 minus it,
         # so the weights sum to 1 and each phase ends exactly on its end value.
         small = pct <= q
@@ -387,11 +439,12 @@ def _one_cycle(
         return _const(a) * q + _const(b) * pct
 
     def schedule(count: Any) -> Any:
-        c = jnp.clip(_int_count(count), 0, total_steps - 1)
+        c = _clamp(count, total_steps - 1)
         out = anneal(c, phases[-1])
         for phase in reversed(phases[:-1]):
             # t <= e  <=>  t <= floor(e) for an integer step t.
-            out = jnp.where(c <= math.floor(phase[1]), anneal(c, phase), out)
+            before = _since(c, math.floor(phase[1])) <= 0
+            out = jnp.where(before, anneal(c, phase), out)
         return out
 
     return schedule
@@ -529,9 +582,15 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
         )
 
     def schedule(count: Any) -> Any:
+        if _is_int(count):  # any size: pick the piece in Python
+            i = sum(count >= b for b in boundaries)
+            start = boundaries[i - 1] if i else 0
+            return jnp.asarray(schedules[i](count - start), dtype=hyper_dtype())
         c = jnp.asarray(count)
         out = jnp.asarray(schedules[0](c), dtype=hyper_dtype())
         for b, s in zip(boundaries, schedules[1:]):
+            if jnp.issubdtype(c.dtype, jnp.integer) and b > jnp.iinfo(c.dtype).max:
+                break  # a count of this dtype never reaches b
             out = jnp.where(c < b, out, jnp.asarray(s(c - b), dtype=hyper_dtype()))
         return out
 

@@ -199,21 +199,21 @@ CASES = [
     ),
     (
         "exponential",
-        lambda: S.exponential_decay(0.05, 0.97),
+        lambda: S.exponential_decay(0.05, 1, 0.97),
         lambda t: ref_exponential(t, 0.05, 0.97),
         40,
     ),
     (
         "exponential_staircase_clip",
         lambda: S.exponential_decay(
-            1.0, 0.5, 3, transition_begin=2, staircase=True, end_value=0.1
+            1.0, 3, 0.5, transition_begin=2, staircase=True, end_value=0.1
         ),
         lambda t: ref_exponential(t, 1.0, 0.5, 3, 2, True, 0.1),
         20,
     ),
     (
         "exponential_growth_clip",
-        lambda: S.exponential_decay(0.01, 1.5, 2, end_value=0.05),
+        lambda: S.exponential_decay(0.01, 2, 1.5, end_value=0.05),
         lambda t: ref_exponential(t, 0.01, 1.5, 2, 0, False, 0.05),
         15,
     ),
@@ -324,15 +324,13 @@ OPTAX_CASES = [
         lambda: optax.warmup_cosine_decay_schedule(1e-4, 3e-3, 10, 60, 3e-5),
     ),
     (
-        lambda: S.exponential_decay(
-            0.4, 0.8, 5, transition_begin=3, staircase=True, end_value=0.1
-        ),
+        lambda: S.exponential_decay(0.4, 5, 0.8, 3, True, 0.1),
         lambda: optax.exponential_decay(
             0.4, 5, 0.8, transition_begin=3, staircase=True, end_value=0.1
         ),
     ),
     (
-        lambda: S.exponential_decay(0.4, 0.9, 3),
+        lambda: S.exponential_decay(0.4, 3, 0.9),
         lambda: optax.exponential_decay(0.4, 3, 0.9),
     ),
     (
@@ -357,6 +355,96 @@ def test_optax_parity(pair, x64):
         np.testing.assert_allclose(got, want, rtol=RTOL64, atol=1e-15 * scale)
     else:
         np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7 * scale)
+
+
+# --------------------------------------------------------------------------
+# Horizons and counts beyond int32: optax returns values there, and so must we.
+
+BIG = 10**10
+BIG_CASES = {
+    "linear": (
+        lambda: S.linear(1.0, 0.0, BIG),
+        lambda t: ref_linear(t, 1.0, 0.0, BIG),
+    ),
+    "linear_late_begin": (
+        lambda: S.linear(1.0, 0.0, 1000, transition_begin=2**31 - 1000),
+        lambda t: ref_linear(t, 1.0, 0.0, 1000, 2**31 - 1000),
+    ),
+    "cosine": (
+        lambda: S.cosine_decay(1.0, BIG, alpha=0.1),
+        lambda t: ref_cosine(t, 1.0, BIG, 0.1),
+    ),
+    "warmup_cosine": (
+        lambda: S.warmup_cosine_decay(0.0, 1.0, 10, BIG),
+        lambda t: ref_warmup_cosine(t, 0.0, 1.0, 10, BIG),
+    ),
+    "exponential": (
+        lambda: S.exponential_decay(1.0, BIG, 0.5),
+        lambda t: ref_exponential(t, 1.0, 0.5, BIG),
+    ),
+    "exponential_staircase_begin": (
+        lambda: S.exponential_decay(1.0, BIG, 0.5, BIG, True),
+        lambda t: ref_exponential(t, 1.0, 0.5, BIG, BIG, True),
+    ),
+    "step": (
+        lambda: S.step_decay(1.0, step_size=BIG, factor=0.5),
+        lambda t: ref_step(t, 1.0, 0.5, step_size=BIG),
+    ),
+    "milestones": (
+        lambda: S.step_decay(1.0, milestones=[2**31 - 2, BIG], factor=0.5),
+        lambda t: ref_step(t, 1.0, 0.5, milestones=[2**31 - 2, BIG]),
+    ),
+    "join": (
+        lambda: S.join([S.constant(1.0), S.linear(1.0, 0.0, BIG)], [BIG]),
+        lambda t: np.where(t < BIG, 1.0, ref_linear(t - BIG, 1.0, 0.0, BIG)),
+    ),
+}
+# Counts near the int32 limit (as int32 arrays, what optimizer states hold) and
+# beyond it (Python ints, which a schedule may be called with directly).
+INT32_COUNTS = [0, 2**31 - 1001, 2**31 - 3, 2**31 - 2, 2**31 - 1]
+PYTHON_COUNTS = [*INT32_COUNTS, BIG - 1, BIG, 5 * BIG // 2, 3 * BIG]
+
+
+@pytest.mark.parametrize("name", BIG_CASES)
+def test_horizons_and_counts_beyond_int32(name):
+    make, ref = BIG_CASES[name]
+    schedule = make()
+    want = ref(np.asarray(PYTHON_COUNTS, np.float64))
+    got = [float(schedule(t)) for t in PYTHON_COUNTS]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    jitted = jax.jit(schedule)
+    got = [float(jitted(jnp.asarray(t, jnp.int32))) for t in INT32_COUNTS]
+    np.testing.assert_allclose(got, want[: len(INT32_COUNTS)], rtol=1e-6, atol=1e-7)
+
+
+def test_staircase_is_exact_at_large_counts():
+    # The period boundary at 3 * (2**29 + 1) - 1 -> 3 * (2**29 + 1): float32
+    # cannot tell those counts apart; integer arithmetic can.
+    period = 2**29 + 1
+    s = jax.jit(S.exponential_decay(1.0, period, 0.5, staircase=True))
+    assert float(s(jnp.int32(3 * period - 1))) == 0.25
+    assert float(s(jnp.int32(3 * period))) == 0.125
+
+
+def test_one_cycle_beyond_int32():
+    s = S.one_cycle(BIG, 1.0)
+    peak = int(0.3 * BIG) - 1
+    assert float(s(peak)) == pytest.approx(1.0, rel=1e-6)
+    assert float(s(BIG - 1)) == pytest.approx(1.0 / 25 / 1e4, rel=1e-5)
+    assert float(jax.jit(s)(jnp.int32(2**31 - 1))) == pytest.approx(
+        float(s(2**31 - 1)), rel=1e-6
+    )
+
+
+def test_exponential_decay_takes_optax_argument_order():
+    with pytest.raises(TypeError, match="decay_rate"):
+        S.exponential_decay(0.1, 0.97)  # adam_tx's old (init, rate) order
+    with pytest.raises(TypeError, match=r"exponential_decay\(0\.1, 1, 0\.97\)"):
+        S.exponential_decay(0.1, 0.97, 100)  # (init, rate, steps)
+    ours = S.exponential_decay(1.0, 10, 0.5, 5, True, 0.2)
+    theirs = optax.exponential_decay(1.0, 10, 0.5, 5, True, 0.2)
+    for t in (0, 5, 14, 15, 25, 100):
+        assert float(ours(t)) == pytest.approx(float(theirs(t)), rel=1e-6)
 
 
 # --------------------------------------------------------------------------
@@ -482,7 +570,7 @@ BAD = [
     (lambda: S.constant(float("nan")), r"value=nan"),
     (lambda: S.linear(0.1, 0.0, 0), r"transition_steps=0 .*>= 1"),
     (lambda: S.linear(0.1, 0.0, 5, transition_begin=-2), r"transition_begin=-2"),
-    (lambda: S.linear(0.1, 0.0, 2.5), r"transition_steps=2\.5"),
+    (lambda: S.linear(0.1, 0.0, 2.5), r"transition_steps must be an integer, got 2\.5"),
     (lambda: S.cosine_decay(1.0, -3), r"decay_steps=-3"),
     (lambda: S.cosine_decay(1.0, 10, alpha=-0.1), r"alpha=-0\.1"),
     (lambda: S.cosine_decay(1.0, 10, exponent=0.0), r"exponent=0\.0 .*\(0\.0, inf\)"),
@@ -498,9 +586,11 @@ BAD = [
     (lambda: S.step_decay(1.0, milestones=[5, 3]), r"milestones=\[5, 3\] .*increasing"),
     (lambda: S.step_decay(1.0, milestones=[0, 3]), r"milestones\[0\]=0"),
     (lambda: S.step_decay(1.0, step_size=3, factor=0.0), r"factor=0\.0"),
-    (lambda: S.exponential_decay(1.0, -0.5), r"decay_rate=-0\.5"),
-    (lambda: S.exponential_decay(1.0, 0.5, 0), r"transition_steps=0"),
-    (lambda: S.exponential_decay(1.0, 0.5, end_value=-1.0), r"end_value=-1\.0"),
+    (lambda: S.exponential_decay(1.0, 1, -0.5), r"decay_rate=-0\.5"),
+    (lambda: S.exponential_decay(1.0, 1, 0.0), r"decay_rate=0\.0"),
+    (lambda: S.exponential_decay(1.0, 0, 0.5), r"transition_steps=0"),
+    (lambda: S.exponential_decay(1.0, 5, 0.5, -1), r"transition_begin=-1"),
+    (lambda: S.exponential_decay(1.0, 1, 0.5, end_value=-1.0), r"end_value=-1\.0"),
     (lambda: S.one_cycle(0, 1.0), r"total_steps=0"),
     (lambda: S.one_cycle(10, 0.0), r"max_value=0\.0"),
     (lambda: S.one_cycle(10, 1.0, pct_start=1.0), r"pct_start=1\.0 .*\(0\.0, 1\.0\)"),
@@ -531,7 +621,9 @@ BAD = [
 
 @pytest.mark.parametrize(("build", "match"), BAD, ids=range(len(BAD)))
 def test_bad_arguments_raise(build, match):
-    with pytest.raises(ValueError, match=match):
+    # TypeError for a value of the wrong type (2.5 steps), ValueError for one
+    # out of range.
+    with pytest.raises((ValueError, TypeError), match=match):
         build()
 
 

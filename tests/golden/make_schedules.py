@@ -136,7 +136,10 @@ CONFIGS: list[dict] = [
         "lr": 0.05,
         "kwargs": {"gamma": 0.95},
         "steps": 60,
-        "ours": ["exponential_decay", {"init_value": 0.05, "decay_rate": 0.95}],
+        "ours": [
+            "exponential_decay",
+            {"init_value": 0.05, "transition_steps": 1, "decay_rate": 0.95},
+        ],
     },
 ]
 
