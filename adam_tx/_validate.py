@@ -66,6 +66,11 @@ def _as_float(name: str, value: Any) -> float:
         raise ValueError(f"{name}={value!r} is out of range: too large") from err
 
 
+def _hyper_max() -> float:
+    x64 = jax.config.jax_enable_x64
+    return float(np.finfo(np.float64 if x64 else np.float32).max)
+
+
 def _interval(low, high, low_inclusive, high_inclusive) -> str:
     lo = "-inf" if low is None else repr(low)
     hi = "inf" if high is None else repr(high)
@@ -93,16 +98,21 @@ def check_value(
     if is_traced(value):
         return
     x = _as_float(name, value)
-    ok = math.isfinite(x)
+    # Hyperparameters are held in float32 (float64 under x64): a finite value
+    # beyond its range would be stored as inf.
+    ok = math.isfinite(x) and abs(x) <= _hyper_max()
     if ok and low is not None:
         ok = x >= low if low_inclusive else x > low
     if ok and high is not None:
         ok = x <= high if high_inclusive else x < high
     if not ok:
         interval = _interval(low, high, low_inclusive, high_inclusive)
+        held = ""
+        if math.isfinite(x) and abs(x) > _hyper_max():
+            held = f" (held as a float: |{name}| <= {_hyper_max():.3g})"
         raise ValueError(
             f"{name}={value!r}{where} is out of range: expected a finite {name} "
-            f"in {interval}"
+            f"in {interval}{held}"
         )
 
 
