@@ -48,6 +48,15 @@ def test_gpu_step_tiny_runs_on_cpu(tmp_path):
     assert {r["contender"] for r in rows} >= {"adam_tx", "optax"}
     assert {r["contender"] for r in rows} >= {"+track_stats", "+track_stats pre-pass"}
     assert {r["dtype"] for r in rows} == {"float32", "bfloat16"}
+    names = {r["contender"] for r in rows}
+    assert {"adam_tx clip", "optax clip", "adam_tx int8 state"} <= names
+    assert {r["case"] for r in rows} >= {"gpt 2x8 (tiny)", "flat (tiny)"}
+    # Bytes moved are counted from the arrays: bf16 moments move less.
+    by = {(r["case"], r["dtype"], r["contender"]): r["bytes_per_param"] for r in rows}
+    flat = ("flat (tiny)", "float32")
+    assert by[(*flat, "adam_tx bf16 state")] < by[(*flat, "adam_tx")] == 28.0
+    table = (tmp_path / "gpu_step.md").read_text()
+    assert "| B/param moved |" in table and table.count("\n|") == len(rows) + 1
     assert all(r["step_ms"] > 0 and r["fraction_of_copy"] > 0 for r in rows)
     assert "| contender |" in (tmp_path / "gpu_step.md").read_text()
 
