@@ -54,7 +54,8 @@ def test_gpu_step_tiny_runs_on_cpu(tmp_path):
     # Bytes moved are counted from the arrays: bf16 moments move less.
     by = {(r["case"], r["dtype"], r["contender"]): r["bytes_per_param"] for r in rows}
     flat = ("flat (tiny)", "float32")
-    assert by[(*flat, "adam_tx bf16 state")] < by[(*flat, "adam_tx")] == 28.0
+    assert by[(*flat, "adam_tx")] == pytest.approx(28.0, abs=0.01)  # + scalars
+    assert by[(*flat, "adam_tx bf16 state")] == pytest.approx(20.0, abs=0.01)
     table = (tmp_path / "gpu_step.md").read_text()
     assert "| B/param moved |" in table and table.count("\n|") == len(rows) + 1
     assert all(r["step_ms"] > 0 and r["fraction_of_copy"] > 0 for r in rows)
