@@ -57,7 +57,7 @@ def test_gpu_step_tiny_runs_on_cpu(tmp_path):
     assert by[(*flat, "adam_tx")] == pytest.approx(28.0, abs=0.01)  # + scalars
     assert by[(*flat, "adam_tx bf16 state")] == pytest.approx(20.0, abs=0.01)
     table = (tmp_path / "gpu_step.md").read_text()
-    assert "| B/param moved |" in table and table.count("\n|") == len(rows) + 1
+    assert "| B/param moved |" in table and table.count("\n|") == len(rows) + 2
     assert all(r["step_ms"] > 0 and r["fraction_of_copy"] > 0 for r in rows)
     assert "| contender |" in (tmp_path / "gpu_step.md").read_text()
 
