@@ -96,3 +96,16 @@ def test_compile_time_runs_small():
     out = compile_time.main(["--leaves", "3"])
     assert set(out) == {"plain", "stats", "guards"}
     assert all(t[k] > 0 for t in out.values() for k in ("trace", "lower", "compile"))
+
+
+@pytest.mark.slow
+def test_model_step_tiny_run(tmp_path):
+    model_step = _load("model_step")
+    out = tmp_path / "m.json"
+    rows = model_step.main(["--tiny", "--steps", "1", "--no-torch", "--json", str(out)])
+    whats = {(r["tree"].split(" (")[0], r["what"], r["contender"]) for r in rows}
+    assert ("gpt 2x16", "optimizer step", "adam_tx") in whats
+    assert ("resnet", "optimizer step", "optax") in whats
+    assert ("gpt 2x16", "flax train step", "adam_tx") in whats
+    assert all(r["compile_s"] > 0 for r in rows)
+    assert json.loads(out.read_text()) == rows
