@@ -10,6 +10,9 @@ divides by ``S`` again before using them. ``S`` adapts:
                S <- min(S * growth, max_scale) (only if finite), good <- 0
 
 Defaults are torch's (``S_0 = 2**16``, growth 2, backoff 0.5, interval 2000).
+A step that an enclosing :func:`adam_tx.skip_nonfinite` skips counts as an
+overflow for the scale, so ``skip_nonfinite(loss_scaling(tx))`` and
+``loss_scaling(skip_nonfinite(tx))`` follow the same scale.
 The unscaling and the finiteness test are one pass over the gradients: the
 test is the sum of squares of the unscaled gradients (also their global norm,
 kept as ``grad_norm``), and a :func:`adam_tx.clip_by_global_norm` inside the
@@ -29,8 +32,11 @@ import optax
 
 from adam_tx._counting import INT32_MAX
 from adam_tx._dtypes import compute_dtype, hyper_dtype
-from adam_tx._validate import check_positive, check_positive_int, check_range
+from adam_tx._validate import check_positive, check_range
+from adam_tx._wrapper_args import check_int, check_transform
 from adam_tx.nonfinite import (
+    GUARD_STATES,
+    enclosing_ok,
     guard_head,
     guarded_inner_update,
     guarded_transform,
@@ -43,8 +49,10 @@ class LossScaleState(NamedTuple):
 
     ``scale``: the current loss scale (float32); ``good_steps``: finite steps
     since the last change of scale (torch's growth tracker); ``overflows``:
-    steps skipped so far; ``grad_norm``: global norm of the last unscaled
-    gradients (inf or NaN on an overflow).
+    steps this wrapper skipped so far (a step an enclosing guard skipped is
+    counted there, but backs the scale off here too); ``grad_norm``: global
+    norm of the last unscaled gradients (0 before the first step, inf or NaN
+    on an overflow).
     """
 
     scale: jax.Array
@@ -52,6 +60,9 @@ class LossScaleState(NamedTuple):
     overflows: jax.Array
     grad_norm: jax.Array
     inner_state: Any
+
+
+GUARD_STATES.append(LossScaleState)
 
 
 class ScaleRule(NamedTuple):
@@ -142,12 +153,18 @@ def loss_scaling(
 
     Args:
       inner: the optimizer to feed unscaled gradients.
-      init_scale: the first scale (> 0); torch's default ``2**16``.
-      growth_factor: multiplier on growth (> 1).
+      inner: the optimizer to feed unscaled gradients (a
+        ``GradientTransformation``).
+      init_scale: the first scale, in ``[min_scale, max_scale]``; torch's
+        default ``2**16``.
+      growth_factor: multiplier on growth (finite, > 1).
       backoff_factor: multiplier on overflow, in (0, 1).
-      growth_interval: finite steps in a row before growing (>= 1).
-      min_scale: floor of the scale (> 0); 1.0, as below it scaling cannot help.
-      max_scale: ceiling of the scale, or None (float32 max: torch has none).
+      growth_interval: finite steps in a row before growing (an integer in
+        [1, 2**31 - 1]).
+      min_scale: floor of the scale (finite, > 0); 1.0, as below it scaling
+        cannot help.
+      max_scale: ceiling of the scale, in ``[min_scale, float32 max]``, or None
+        (float32 max: torch has none).
 
     >>> import adam_tx, jax.numpy as jnp
     >>> opt = adam_tx.loss_scaling(adam_tx.sgd(1.0), init_scale=4.0)
@@ -159,6 +176,17 @@ def loss_scaling(
     >>> u.tolist(), float(s.scale), int(s.overflows)
     ([0.0], 2.0, 1)
     """
+    inner = check_transform("inner", inner)
+    f32_max = float(jnp.finfo(jnp.float32).max)
+    for name, value in (
+        ("init_scale", init_scale),
+        ("growth_factor", growth_factor),
+        ("backoff_factor", backoff_factor),
+        ("min_scale", min_scale),
+        ("max_scale", max_scale),
+    ):
+        if callable(value):  # check_range lets schedules through
+            raise TypeError(f"{name} must be a number, got the callable {value!r}")
     check_positive("init_scale", init_scale)
     check_range("growth_factor", growth_factor, 1.0, None, low_inclusive=False)
     check_range(
@@ -169,11 +197,12 @@ def loss_scaling(
         low_inclusive=False,
         high_inclusive=False,
     )
-    check_positive_int("growth_interval", growth_interval)
+    growth_interval = check_int("growth_interval", growth_interval, 1)
     check_positive("min_scale", min_scale)
+    check_range("min_scale", min_scale, None, f32_max)
     if max_scale is None:
-        max_scale = float(jnp.finfo(jnp.float32).max)
-    check_range("max_scale", max_scale, min_scale, None)
+        max_scale = f32_max
+    check_range("max_scale", max_scale, min_scale, f32_max)
     check_range("init_scale", init_scale, min_scale, max_scale)
     rule = ScaleRule(
         growth_factor, backoff_factor, growth_interval, min_scale, max_scale
@@ -185,19 +214,26 @@ def loss_scaling(
             jnp.asarray(init_scale, jnp.float32),
             jnp.zeros([], jnp.int32),
             jnp.zeros([], jnp.int32),
-            jnp.full([], jnp.nan, hyper_dtype()),
+            jnp.zeros([], hyper_dtype()),
             inner.init(params),
         )
 
-    def advance(state, squares, inner_state):
-        finite = jnp.isfinite(squares)
+    def advance(state, squares, outer_ok):
+        own = jnp.isfinite(squares)
+        # A step skipped outside is an overflow for the scale (the scaled
+        # gradients overflowed there), counted by the guard that skipped it.
+        finite = own if outer_ok is True else own & outer_ok
+        here = ~own if outer_ok is True else ~own & outer_ok
         scale, good = next_scale(state.scale, state.good_steps, finite, rule)
         overflows = jnp.where(
-            finite | (state.overflows >= INT32_MAX),
-            state.overflows,
-            state.overflows + 1,
+            here & (state.overflows < INT32_MAX), state.overflows + 1, state.overflows
         )
-        return LossScaleState(scale, good, overflows, jnp.sqrt(squares), inner_state)
+        return state._replace(
+            scale=scale,
+            good_steps=good,
+            overflows=overflows,
+            grad_norm=jnp.sqrt(squares),
+        )
 
     def inverse(state):
         # torch: the reciprocal is taken in float64, then rounded to float32.
@@ -215,9 +251,11 @@ def loss_scaling(
         # Kept in the compute dtype: unscaled float16 gradients would underflow.
         grads = jax.tree.map(lambda x: unscale(x, inv), updates)
         squares = sum_of_squares_tree(grads)
+        outer_ok = enclosing_ok()
         new_updates, inner_state = guarded_inner_update(
             inner, squares, grads, state.inner_state, params, extra_args
         )
-        return new_updates, advance(state, squares, inner_state)
+        new_state = advance(state, squares, outer_ok)
+        return new_updates, new_state._replace(inner_state=inner_state)
 
     return guarded_transform("loss_scaling", inner, init, head, plain)

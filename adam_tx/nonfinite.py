@@ -13,11 +13,19 @@ too. When the inner transform is made of adam_tx pieces, the test is a
 old state happens inside the same per-leaf loop, so the guard adds no pass
 over the parameters or moments. Any other inner transform is run as usual and
 its results selected afterwards.
+
+Guards nest in either order. A guard's own counters are bookkeeping, not
+optimizer state: when an enclosing guard skips a step, the inner guard still
+sees it (:func:`enclosing_ok`), so ``skip_nonfinite(loss_scaling(tx))`` backs
+the loss scale off on an overflow exactly as ``loss_scaling(skip_nonfinite(tx))``
+does, while the parameters and moments stay frozen in both. Each skipped step
+is counted once, by the outermost guard that refused it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -27,6 +35,8 @@ import optax
 from adam_tx import _fusion
 from adam_tx._counting import INT32_MAX
 from adam_tx._dtypes import compute_dtype, hyper_dtype
+from adam_tx._placement import placed_init
+from adam_tx._wrapper_args import check_int, check_transform
 from adam_tx.clipping import sum_of_squares
 
 
@@ -36,7 +46,8 @@ class SkipNonfiniteState(NamedTuple):
     ``total``: steps skipped so far; ``consecutive``: skipped in a row up to the
     last step; ``failed``: ``consecutive >= max_consecutive`` (always False
     without a limit); ``grad_norm``: global norm of the last gradients seen
-    (inf or NaN on a skipped step).
+    (0 before the first step, inf or NaN on a skipped step). The counters do
+    not move on a step that an enclosing guard skipped.
     """
 
     total: jax.Array
@@ -44,6 +55,66 @@ class SkipNonfiniteState(NamedTuple):
     failed: jax.Array
     grad_norm: jax.Array
     inner_state: Any
+
+
+# Wrapper states whose own fields are bookkeeping (see the module docstring);
+# loss_scale registers LossScaleState.
+GUARD_STATES: list[type] = [SkipNonfiniteState]
+
+# Finiteness flags of the unfused guards whose inner update is being traced.
+_ENCLOSING: list[jax.Array] = []
+
+
+def enclosing_ok() -> jax.Array | bool:
+    """Whether every unfused guard around the current trace let the step pass
+    (``True`` outside any). Fused guards pass theirs to :class:`Bookkeeping`."""
+    ok: jax.Array | bool = True
+    for flag in _ENCLOSING:
+        ok = flag if ok is True else jnp.logical_and(ok, flag)
+    return ok
+
+
+@contextlib.contextmanager
+def _enclosed_by(flag: jax.Array) -> Iterator[None]:
+    _ENCLOSING.append(flag)
+    try:
+        yield
+    finally:
+        _ENCLOSING.pop()
+
+
+def _and(a: jax.Array | bool, b: jax.Array | bool) -> jax.Array | bool:
+    if a is True:
+        return b
+    return a if b is True else jnp.logical_and(a, b)
+
+
+class Bookkeeping:
+    """The ``finish`` of a guard head: it runs on every step, skipped or not,
+    and ``run(state, ctx, fields, partials, outer_ok)`` receives whether the
+    enclosing guards let the step pass (:func:`guard_piece` passes its flag
+    down; called by the engine directly, the unfused guards' flags are read)."""
+
+    def __init__(self, run: Callable[..., Any]):
+        self.run = run
+
+    def __call__(self, state, ctx, fields, partials):
+        return self.run(state, ctx, fields, partials, enclosing_ok())
+
+
+def select_state(ok: jax.Array, new: Any, old: Any) -> Any:
+    """``new`` where ``ok``, ``old`` elsewhere, except the own fields of the
+    guard states inside (already computed knowing ``ok``)."""
+    is_guard = lambda n: isinstance(n, tuple(GUARD_STATES))
+
+    def pick(n, o):
+        if is_guard(n):
+            return n._replace(
+                inner_state=select_state(ok, n.inner_state, o.inner_state)
+            )
+        return jnp.where(ok, n, o)
+
+    return jax.tree.map(pick, new, old, is_leaf=is_guard)
 
 
 def _saturating_add(count: jax.Array, inc: jax.Array) -> jax.Array:
@@ -107,6 +178,14 @@ def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
         old = state._replace(**{f: None for f in piece.fields})
         return select(ok, rest, old)._replace(**kept)
 
+    if isinstance(piece.finish, Bookkeeping):  # an inner guard's head
+        run = piece.finish.run
+        finish = Bookkeeping(
+            lambda state, ctx, fields, partials, outer_ok: run(
+                state, ctx[1], fields, partials, _and(ctx[0], outer_ok)
+            )
+        )
+
     # A skipped step's later reductions are never used (their pieces keep their
     # state), so a guarded scaling piece still scales by its own factor.
     scales_by = piece.scales_by and (lambda ctx: piece.scales_by(ctx[1]))
@@ -130,10 +209,12 @@ def guard_head(
 
     Formula: ``x -> s x`` (``s = scale``, or the identity without one); the step
     is finite when ``sum((s g)^2)`` is. It passes ``finite_flag`` of that sum
-    to ``set_finite`` and, in ``finish``, the sum to ``advance(state, squares,
-    inner_state)``. It declares the scaling (``scales_by``, ``squares_factor``)
-    so that the engine shares one read of the raw gradient with every later
-    sum of squares, such as clipping's.
+    to ``set_finite`` and, in ``finish`` (a :class:`Bookkeeping`, run even on
+    steps an enclosing guard skips), the sum to ``advance(state, squares,
+    outer_ok)``, which returns the state with its own fields advanced. It
+    declares the scaling (``scales_by``, ``squares_factor``) so that the engine
+    shares one read of the raw gradient with every later sum of squares, such
+    as clipping's.
     """
     factor = jnp.ones([], hyper_dtype()) if scale is None else scale
 
@@ -152,8 +233,10 @@ def guard_head(
         init,
         prepare,
         lambda ctx, x, entries, p, info: (apply(x), (), ()),
-        lambda state, squares, fields, partials: advance(
-            state, squares, state.inner_state
+        Bookkeeping(
+            lambda state, squares, fields, partials, outer_ok: advance(
+                state, squares, outer_ok
+            )
         ),
         reduce_input=lambda x: (sum_of_squares(apply(x)).astype(hyper_dtype()),),
         scales_by=lambda ctx: factor,
@@ -174,8 +257,10 @@ def guarded_transform(
     ``head(state, set_finite)`` builds the wrapper's own piece for one update;
     its ``prepare`` must call ``set_finite(flag)``. ``plain(updates, state,
     params, **extra)`` is the unfused update used when ``inner`` is not made of
-    adam_tx pieces.
+    adam_tx pieces. ``init`` is wrapped so that its scalars are replicated on
+    the parameters' mesh.
     """
+    init = placed_init(init)
     program = _fusion.program_of(inner)
     if program is None:
         return optax.GradientTransformationExtraArgs(init, plain)
@@ -209,15 +294,17 @@ def guarded_inner_update(inner, squares, updates, inner_state, params, extra_arg
 
     The unfused path of the guards: ``squares`` (the gradients' sum of squares)
     is non-finite exactly when some gradient is NaN or Inf; then the updates are
-    zeros and ``inner_state`` is returned unchanged.
+    zeros and ``inner_state`` is returned unchanged, but for the bookkeeping of
+    the guards inside it, which see the flag through :func:`enclosing_ok`.
     """
     finite = jnp.isfinite(squares)
     tx = optax.with_extra_args_support(inner)
-    new_updates, new_inner = tx.update(updates, inner_state, params, **extra_args)
+    with _enclosed_by(finite):
+        new_updates, new_inner = tx.update(updates, inner_state, params, **extra_args)
     new_updates = jax.tree.map(
         lambda u: jnp.where(finite, u, jnp.zeros_like(u)), new_updates
     )
-    return new_updates, select(finite, new_inner, inner_state)
+    return new_updates, select_state(finite, new_inner, inner_state)
 
 
 def skip_nonfinite(
@@ -240,8 +327,8 @@ def skip_nonfinite(
     Args:
       inner: the transform to guard (fused with the guard when it is an adam_tx
         transform or chain).
-      max_consecutive: the number (>= 1) of consecutive skipped steps that
-        counts as a hard failure, or None.
+      max_consecutive: the number (an integer in [1, 2**31 - 1]) of
+        consecutive skipped steps that counts as a hard failure, or None.
 
     >>> import adam_tx, jax.numpy as jnp
     >>> opt = adam_tx.skip_nonfinite(adam_tx.adam(0.1))
@@ -250,15 +337,9 @@ def skip_nonfinite(
     >>> u.tolist(), int(s.total), int(s.inner_state[0].count)
     ([0.0, 0.0], 1, 0)
     """
-    if max_consecutive is not None and (
-        isinstance(max_consecutive, bool)
-        or not isinstance(max_consecutive, int)
-        or max_consecutive < 1
-    ):
-        raise ValueError(
-            f"max_consecutive={max_consecutive!r} is out of range: expected an "
-            "integer >= 1 or None"
-        )
+    inner = check_transform("inner", inner)
+    if max_consecutive is not None:
+        max_consecutive = check_int("max_consecutive", max_consecutive, 1)
     limit = INT32_MAX if max_consecutive is None else max_consecutive
 
     def init(params):
@@ -267,26 +348,29 @@ def skip_nonfinite(
             jnp.zeros([], jnp.int32),
             jnp.zeros([], jnp.int32),
             jnp.zeros([], bool),
-            jnp.full([], jnp.nan, hyper_dtype()),
+            jnp.zeros([], hyper_dtype()),
             inner.init(params),
         )
 
-    def advance(state, squares, inner_state):
+    def advance(state, squares, outer_ok):
         finite = jnp.isfinite(squares)
         total, consecutive = count_skips(state.total, state.consecutive, finite)
         failed = consecutive >= limit if max_consecutive else jnp.zeros([], bool)
-        return SkipNonfiniteState(
-            total, consecutive, failed, jnp.sqrt(squares), inner_state
-        )
+        new = (total, consecutive, failed, jnp.sqrt(squares))
+        if outer_ok is not True:  # skipped outside: not this guard's step
+            new = select(outer_ok, new, state[:4])
+        return SkipNonfiniteState(*new, state.inner_state)
 
     def head(state, set_finite):
         return guard_head("skip_nonfinite", init, advance, set_finite)
 
     def plain(updates, state, params=None, **extra_args):
         squares = sum_of_squares_tree(updates)
+        outer_ok = enclosing_ok()
         new_updates, inner_state = guarded_inner_update(
             inner, squares, updates, state.inner_state, params, extra_args
         )
-        return new_updates, advance(state, squares, inner_state)
+        new_state = advance(state, squares, outer_ok)
+        return new_updates, new_state._replace(inner_state=inner_state)
 
     return guarded_transform("skip_nonfinite", inner, init, head, plain)

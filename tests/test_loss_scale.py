@@ -200,3 +200,127 @@ def test_foreign_inner_gets_unscaled_float32_gradients():
     assert seen[0].dtype == jnp.float32
     np.testing.assert_allclose(seen[0], g, rtol=1e-3)
     assert float(seen[0][0]) != 0.0 and u_fused.dtype == jnp.float16
+
+
+# --- nesting with skip_nonfinite ---------------------------------------------
+NESTINGS = {
+    "loss_scaling(tx)": lambda tx, **kw: adam_tx.loss_scaling(tx, **kw),
+    "loss_scaling(skip_nonfinite(tx))": lambda tx, **kw: adam_tx.loss_scaling(
+        adam_tx.skip_nonfinite(tx), **kw
+    ),
+    "skip_nonfinite(loss_scaling(tx))": lambda tx, **kw: adam_tx.skip_nonfinite(
+        adam_tx.loss_scaling(tx, **kw)
+    ),
+}
+
+
+def torch_scales(pattern, init_scale, growth_interval):
+    """Live torch.amp.GradScaler: (scale, growth tracker) after each step."""
+    torch = pytest.importorskip("torch")
+    scaler = torch.amp.GradScaler(
+        "cpu", init_scale=init_scale, growth_interval=growth_interval
+    )
+    w = torch.nn.Parameter(torch.zeros(3))
+    sgd = torch.optim.SGD([w], lr=0.1)
+    out = []
+    for finite in pattern:
+        sgd.zero_grad()
+        scaler.scale(w.sum()).backward()
+        if not finite:
+            w.grad[1] = float("inf")
+        scaler.step(sgd)
+        scaler.update()
+        out.append((scaler.get_scale(), int(scaler._growth_tracker)))
+    return out
+
+
+@pytest.mark.parametrize("nesting", list(NESTINGS))
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "foreign"])
+def test_either_nesting_follows_torch_gradscaler(nesting, fused):
+    """The outer guard skips the update but lets the loss scale back off."""
+    optax = pytest.importorskip("optax")
+    inner = adam_tx.sgd(0.1) if fused else optax.sgd(0.1)
+    opt = NESTINGS[nesting](inner, init_scale=2.0**10, growth_interval=3)
+    p = jnp.zeros(3)
+    state, got, params = opt.init(p), [], []
+    update = jax.jit(opt.update)
+    for finite in PATTERN:
+        g = jnp.ones(3) if finite else jnp.array([1.0, jnp.inf, 0.0])
+        u, state = update(g * adam_tx.loss_scale.find_loss_scale(state).scale, state, p)
+        p = adam_tx.apply_updates(p, u)
+        ls = adam_tx.loss_scale.find_loss_scale(state)
+        got.append((float(ls.scale), int(ls.good_steps)))
+        params.append(float(p[0]))
+    assert got == torch_scales(PATTERN, 2.0**10, 3)
+    # Each skipped step counted once; the finite steps moved the parameters.
+    assert float(adam_tx.stats(state)["skipped_steps"]) == PATTERN.count(False)
+    np.testing.assert_allclose(params[-1], -0.1 * PATTERN.count(True), rtol=1e-6)
+
+
+def _float16_run(nesting, steps=30):
+    """A float16 model whose gradients overflow at 2**16 (so the scale backs
+    off to 4096 before training can proceed), as in the issue."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(16, 4)), jnp.float16)
+    opt = NESTINGS[nesting](adam_tx.adam(1e-2))
+    p = {"w": jnp.asarray(rng.normal(size=4), jnp.float32)}
+
+    def loss(p, s):
+        pred = (x @ p["w"].astype(jnp.float16)) * jnp.float16(40.0)
+        return adam_tx.scale_loss(jnp.mean(pred.astype(jnp.float32) ** 2), s)
+
+    @jax.jit
+    def step(p, s):
+        g = jax.grad(lambda p: loss(p, s).astype(jnp.float16).astype(jnp.float32))(p)
+        g = jax.tree.map(lambda v: v.astype(jnp.float16), g)
+        u, s = opt.update(g, s, p)
+        return adam_tx.apply_updates(p, u), s
+
+    s, log = opt.init(p), []
+    for _ in range(steps):
+        p, s = step(p, s)
+        log.append({k: float(v) for k, v in adam_tx.stats(s).items()})
+    return p, log
+
+
+def test_float16_training_is_the_same_in_either_nesting():
+    runs = {n: _float16_run(n) for n in NESTINGS}
+    p0, log0 = runs["loss_scaling(tx)"]
+    keys = ("step", "skipped_steps", "loss_scale")
+    last = {k: log0[-1][k] for k in keys}
+    assert last["skipped_steps"] > 0 and last["step"] > 0  # it overflowed, then trained
+    assert last["step"] + last["skipped_steps"] == 30
+    for name, (p, log) in runs.items():
+        assert [{k: e[k] for k in keys} for e in log] == [
+            {k: e[k] for k in keys} for e in log0
+        ], name
+        np.testing.assert_array_equal(p["w"], p0["w"], err_msg=name)
+    # The scale sequence is torch's on the same overflow pattern.
+    pattern, skipped = [], 0.0
+    for e in log0:
+        pattern.append(e["skipped_steps"] == skipped)
+        skipped = e["skipped_steps"]
+    want = [s for s, _ in torch_scales(pattern, 2.0**16, 2000)]
+    assert [e["loss_scale"] for e in log0] == want
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"inner": None}, TypeError, "inner must be an optax.GradientTransformation"),
+        ({"growth_interval": 2**40}, ValueError, r"growth_interval=1099511627776"),
+        ({"growth_interval": 2.0}, ValueError, "growth_interval"),
+        ({"growth_interval": "3"}, TypeError, "growth_interval"),
+        ({"max_scale": 1e39}, ValueError, "max_scale"),
+        ({"min_scale": 1e39}, ValueError, "min_scale"),
+        ({"init_scale": float("inf")}, ValueError, "init_scale"),
+        ({"init_scale": 0.5}, ValueError, r"init_scale=0.5.*\[1.0"),
+        ({"growth_factor": float("inf")}, ValueError, "growth_factor"),
+        ({"backoff_factor": "0.5"}, TypeError, "backoff_factor"),
+        ({"init_scale": lambda t: 1.0}, TypeError, "init_scale"),
+    ],
+)
+def test_every_argument_is_named(kwargs, error, match):
+    kwargs = {"inner": adam_tx.adam(), **kwargs}
+    with pytest.raises(error, match=match):
+        adam_tx.loss_scaling(**kwargs)

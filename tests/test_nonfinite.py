@@ -206,3 +206,69 @@ def test_every_optimizer_and_format_skips_without_a_trace(name, fmt):
     clean_inner = clean_state.inner_state.inner_state
     for a, b in zip(jax.tree.leaves(inner_state), jax.tree.leaves(clean_inner)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture
+def debug_nans():
+    previous = jax.config.jax_debug_nans
+    jax.config.update("jax_debug_nans", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_debug_nans", previous)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        adam_tx.skip_nonfinite,
+        adam_tx.loss_scaling,
+        lambda tx: adam_tx.skip_nonfinite(adam_tx.loss_scaling(tx)),
+        lambda tx: adam_tx.loss_scaling(adam_tx.skip_nonfinite(tx)),
+    ],
+    ids=["skip", "scaling", "skip(scaling)", "scaling(skip)"],
+)
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_guards_run_under_jax_debug_nans(wrap, jit, debug_nans):
+    """Guards start from finite values: init, finite steps and stats() raise
+    nothing with jax_debug_nans on (NaN gradients still do: that is its job)."""
+    opt = wrap(adam_tx.chain(adam_tx.adamw(0.1), adam_tx.track_stats()))
+    p = {"w": jnp.ones(3), "b": jnp.zeros([])}
+    init = jax.jit(opt.init) if jit else opt.init
+    update = jax.jit(opt.update) if jit else opt.update
+    state = init(p)
+    assert float(adam_tx.stats(state)["grad_norm"]) == 0.0
+    adam_tx.stats(state)  # update_param_ratio is 0, not 0 / 0
+    for _ in range(2):
+        _, state = update({"w": jnp.ones(3), "b": jnp.ones([])}, state, p)
+    assert all(np.isfinite(float(v)) for v in adam_tx.stats(state).values())
+    with pytest.raises(FloatingPointError):
+        jax.block_until_ready(update({"w": jnp.full(3, jnp.nan), "b": 1.0}, state, p))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"inner": None}, TypeError, "inner must be an optax.GradientTransformation"),
+        ({"inner": 3}, TypeError, "got 3 of type int"),
+        ({"max_consecutive": 2**40}, ValueError, r"max_consecutive=1099511627776"),
+        ({"max_consecutive": "2"}, TypeError, "max_consecutive"),
+    ],
+)
+def test_arguments_are_named(kwargs, error, match):
+    kwargs = {"inner": adam_tx.adam(), **kwargs}
+    with pytest.raises(error, match=match):
+        adam_tx.skip_nonfinite(**kwargs)
+
+
+@pytest.mark.parametrize("kind", ["fused", "foreign"])
+def test_inner_guard_counters_freeze_on_a_step_skipped_outside(kind):
+    """A skip_nonfinite inside a skipping guard keeps its counters: each
+    skipped step is counted once, by the outermost guard that refused it."""
+    outer = adam_tx.skip_nonfinite(adam_tx.skip_nonfinite(_optimizers()[kind]))
+    p = {"w": jnp.ones(3), "b": jnp.zeros([])}
+    state = outer.init(p)
+    for g in ({"w": jnp.full(3, jnp.inf), "b": jnp.ones([])},) * 2:
+        _, state = outer.update(g, state, p)
+    assert int(state.total) == 2 and int(state.inner_state.total) == 0
+    assert float(adam_tx.stats(state)["skipped_steps"]) == 2
