@@ -25,14 +25,14 @@ learning_rate       the ``learning_rate`` hyperparameter in force
                     (``scale_by_learning_rate``; schedules: the current value)
 b1                  the ``b1`` hyperparameter in force (``scale_by_adam`` ...)
 grad_norm           ``clip_by_global_norm`` (norm before clipping), else the
-                    gradient norm measured by ``loss_scaling`` (unscaled) or
-                    ``skip_nonfinite``
+                    gradient norm measured by ``loss_scaling`` (unscaled), else
+                    by ``skip_nonfinite``
 clip_factor         ``clip_by_global_norm`` (``min(1, max_norm / norm)``);
                     1.0 when there is no clipping
 update_norm         ``track_stats``: global norm of the final updates
 param_norm          ``track_stats``: global norm of the parameters before the
                     update
-update_param_ratio  ``update_norm / param_norm``
+update_param_ratio  ``update_norm / param_norm`` (0 while both are 0)
 norms_step          ``track_stats``: the step the three norms above were
                     measured at (the current step unless ``every`` > 1)
 skipped_steps       ``skip_nonfinite`` (total) plus ``loss_scaling`` (overflows)
@@ -42,7 +42,9 @@ loss_scale          ``loss_scaling``: the current scale
 ==================  ==========================================================
 
 A key is present only when its supplier is in the state (``clip_factor``
-always is).
+always is). Under :func:`adam_tx.switch`, the keys that both optimizers supply
+are reported from the one in force (the one that took the last step); keys
+that only one of them supplies are left out.
 """
 
 from __future__ import annotations
@@ -56,20 +58,27 @@ from adam_tx import _fusion
 from adam_tx._counting import safe_increment, zero_count
 from adam_tx._dtypes import hyper_dtype
 from adam_tx._reduce import plain_sums_of_squares, sums_of_squares
-from adam_tx._validate import check_positive_int
+from adam_tx._wrapper_args import check_int
 from adam_tx.clipping import ClipByGlobalNormState
 from adam_tx.hyperparams import get_hyperparams
 from adam_tx.loss_scale import LossScaleState
 from adam_tx.nonfinite import SkipNonfiniteState
+from adam_tx.switch import SwitchState, second_in_force
 
 
 class TrackStatsState(NamedTuple):
-    """State of :func:`track_stats`: norms measured at step ``norms_step``."""
+    """State of :func:`track_stats`: norms measured at step ``norms_step``.
+
+    ``count``: steps taken (saturating at the int32 maximum); ``countdown``:
+    steps left before the next measurement (0: the next step measures), kept
+    apart from ``count`` so that measuring goes on after ``count`` saturates.
+    """
 
     update_norm: jax.Array
     param_norm: jax.Array
     count: jax.Array
     norms_step: jax.Array
+    countdown: jax.Array
 
 
 def track_stats(every: int = 1):
@@ -93,7 +102,8 @@ def track_stats(every: int = 1):
     at ``every=10``.
 
     Args:
-      every: measure the norms once every this many steps (an int >= 1).
+      every: measure the norms once every this many steps (an integer in
+        [1, 2**31 - 1]).
 
     >>> import adam_tx, jax.numpy as jnp
     >>> opt = adam_tx.chain(adam_tx.sgd(0.5), adam_tx.track_stats())
@@ -102,17 +112,21 @@ def track_stats(every: int = 1):
     >>> {k: float(v) for k, v in adam_tx.stats(s).items() if "norm" in k}
     {'update_norm': 1.0, 'param_norm': 5.0, 'norms_step': 1.0}
     """
-    check_positive_int("every", every)
+    every = check_int("every", every, 1)
 
     def init(params):
         del params
         zero = lambda dtype: jnp.zeros([], dtype)
         return TrackStatsState(
-            zero(jnp.float32), zero(jnp.float32), zero_count(), zero_count()
+            zero(jnp.float32),
+            zero(jnp.float32),
+            zero_count(),
+            zero_count(),
+            zero_count(),
         )
 
     def due(state):
-        return state.count % every == 0
+        return state.countdown == 0
 
     def reduce_input(u, p):
         return tuple(s.astype(hyper_dtype()) for s in sums_of_squares(u, p))
@@ -135,11 +149,13 @@ def track_stats(every: int = 1):
         count = safe_increment(state.count)
         now = due(state)
         keep = lambda new, old: jnp.where(now, new, old).astype(old.dtype)
+        countdown = jnp.where(now, every - 1, state.countdown - 1)
         return TrackStatsState(
             keep(jnp.sqrt(u2), state.update_norm),
             keep(jnp.sqrt(p2), state.param_norm),
             count,
             keep(count, state.norms_step),
+            countdown.astype(state.countdown.dtype),
         )
 
     piece = _fusion.Piece(
@@ -179,6 +195,21 @@ def _found(opt_state: Any) -> list[Any]:
     return found
 
 
+def _outermost_switch(opt_state: Any) -> SwitchState | None:
+    is_switch = lambda n: isinstance(n, SwitchState)
+    return next(
+        (n for n in jax.tree.leaves(opt_state, is_leaf=is_switch) if is_switch(n)), None
+    )
+
+
+def _with_switch_as(opt_state: Any, switch: SwitchState, sub: Any) -> Any:
+    """``opt_state`` with the node ``switch`` replaced by its sub-state ``sub``."""
+    is_switch = lambda n: isinstance(n, SwitchState)
+    return jax.tree.map(
+        lambda n: sub if n is switch else n, opt_state, is_leaf=is_switch
+    )
+
+
 def stats(opt_state: Any) -> dict[str, jax.Array]:
     """Named float32 scalars describing the last step (module docstring: keys).
 
@@ -194,6 +225,14 @@ def stats(opt_state: Any) -> dict[str, jax.Array]:
     >>> {k: round(float(v), 3) for k, v in adam_tx.stats(s).items()}
     {'step': 1.0, 'learning_rate': 0.1, 'b1': 0.9, 'grad_norm': 5.0, 'clip_factor': 0.2}
     """
+    switch = _outermost_switch(opt_state)
+    if switch is not None:
+        before = stats(_with_switch_as(opt_state, switch, switch.first))
+        after = stats(_with_switch_as(opt_state, switch, switch.second))
+        second = second_in_force(switch)
+        return {
+            k: jnp.where(second, after[k], v) for k, v in before.items() if k in after
+        }
     nodes = _found(opt_state)
     first = lambda cls: next((n for n in nodes if isinstance(n, cls)), None)
     out: dict[str, jax.Array] = {}
@@ -206,16 +245,22 @@ def stats(opt_state: Any) -> dict[str, jax.Array]:
             out[name] = hp[name]
     clip = first(ClipByGlobalNormState)
     guards = [n for n in nodes if isinstance(n, (LossScaleState, SkipNonfiniteState))]
+    # A loss scale measures unscaled gradients wherever it sits; a guard
+    # outside it would measure scaled ones.
+    measured = first(LossScaleState) or first(SkipNonfiniteState)
     if clip is not None:
         out["grad_norm"] = clip.global_norm
-    elif guards:
-        out["grad_norm"] = guards[0].grad_norm
+    elif measured is not None:
+        out["grad_norm"] = measured.grad_norm
     out["clip_factor"] = clip.clip_factor if clip is not None else jnp.ones([])
     tracked = first(TrackStatsState)
     if tracked is not None:
         out["update_norm"] = tracked.update_norm
         out["param_norm"] = tracked.param_norm
-        out["update_param_ratio"] = tracked.update_norm / tracked.param_norm
+        p_norm = tracked.param_norm
+        # 0 / 0 (before the first measurement) is 0, not NaN.
+        zero = (p_norm == 0) & (tracked.update_norm == 0)
+        out["update_param_ratio"] = tracked.update_norm / jnp.where(zero, 1, p_norm)
         out["norms_step"] = tracked.norms_step
     if guards:
         out["skipped_steps"] = sum(

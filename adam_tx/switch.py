@@ -34,18 +34,30 @@ import jax.numpy as jnp
 import optax
 
 from adam_tx._dtypes import hyper_dtype
+from adam_tx._placement import placed_init
+from adam_tx._validate import check_range
+from adam_tx._wrapper_args import check_bool, check_int, check_transform
 from adam_tx.baselines import TraceState
 from adam_tx.hyperparams import get_hyperparams, set_hyperparams
 
 
 class SwitchState(NamedTuple):
     """``count``: steps taken; ``first``/``second``: the inner states;
-    ``swats_lr``: the running (uncorrected) average ``lambda`` of ``gamma_k``."""
+    ``swats_lr``: the running (uncorrected) average ``lambda`` of ``gamma_k``;
+    ``at_step``: the step at which ``second`` takes over (kept in the state so
+    that :func:`adam_tx.stats` reports the optimizer in force)."""
 
     count: jax.Array
     first: Any
     second: Any
     swats_lr: jax.Array
+    at_step: jax.Array
+
+
+def second_in_force(state: SwitchState) -> jax.Array:
+    """Whether ``second`` took the last step (before any step: will take the
+    next one): ``count > at_step`` or ``at_step == 0``."""
+    return (state.count > state.at_step) | (state.at_step == 0)
 
 
 def projected_step_size(update: Any, grad: Any) -> jax.Array:
@@ -75,10 +87,12 @@ def switch(
     """Run ``first`` for steps ``0 .. at_step - 1``, ``second`` from ``at_step``.
 
     Args:
-      first, second: the optimizers. With ``swats=True``, ``second`` must hold
-        a ``learning_rate`` hyperparameter built from a float: a schedule is
-        re-evaluated every step and would override the SWATS value.
-      at_step: the step (>= 0) at which ``second`` takes over.
+      first, second: the optimizers (``GradientTransformation``). With
+        ``swats=True``, ``second`` must hold a ``learning_rate`` hyperparameter
+        built from a float: a schedule is re-evaluated every step and would
+        override the SWATS value.
+      at_step: the step (an integer in [0, 2**31 - 1]) at which ``second``
+        takes over.
       swats: set ``second``'s learning rate from ``first``'s effective step
         size at the switch (see the module docstring).
       swats_beta: the averaging factor ``beta`` of ``gamma_k``, in [0, 1).
@@ -95,13 +109,13 @@ def switch(
       Keskar & Socher, "Improving Generalization Performance by Switching
       from Adam to SGD", arXiv:1712.07628, 2017.
     """
-    if int(at_step) != at_step or at_step < 0:
-        raise ValueError(f"at_step must be an integer >= 0, got {at_step}")
-    if not 0 <= swats_beta < 1:
-        raise ValueError(f"swats_beta must be in [0, 1), got {swats_beta}")
-    first = optax.with_extra_args_support(first)
-    second = optax.with_extra_args_support(second)
-    at_step = int(at_step)
+    first = optax.with_extra_args_support(check_transform("first", first))
+    second = optax.with_extra_args_support(check_transform("second", second))
+    at_step = check_int("at_step", at_step, 0)
+    swats = check_bool("swats", swats)
+    if callable(swats_beta):
+        raise TypeError(f"swats_beta must be a number, got the callable {swats_beta!r}")
+    check_range("swats_beta", swats_beta, 0.0, 1.0, high_inclusive=False)
 
     def init(params):
         second_state = second.init(params)
@@ -115,6 +129,7 @@ def switch(
             first.init(params),
             second_state,
             jnp.zeros([], hyper_dtype()),
+            jnp.asarray(at_step, jnp.int32),
         )
 
     def run_first(updates, state, params, extra):
@@ -147,7 +162,7 @@ def switch(
         )
         return new_updates, new_state._replace(count=optax.safe_increment(state.count))
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    return optax.GradientTransformationExtraArgs(placed_init(init), update)
 
 
 def _momentum(state: Any) -> Any:

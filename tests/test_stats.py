@@ -383,3 +383,67 @@ def test_accelerator_layout_lowers_with_guards(platform):
     text = traced.lower(lowering_platforms=(platform,)).as_text()
     assert "64x3x8xf32" not in text  # no CPU rows
     assert "stablehlo.reduce" in text
+
+
+def test_every_keeps_measuring_after_the_step_count_saturates():
+    """track_stats(every=3) counts its own countdown: once its step count is
+    stuck at the int32 maximum it still measures on every third step."""
+    from adam_tx._counting import INT32_MAX
+
+    opt = adam_tx.chain(adam_tx.sgd(0.1), adam_tx.track_stats(every=3))
+    p = jnp.ones(4)
+    grads = [jnp.full(4, float(t + 1)) for t in range(7)]
+
+    def measured(state):
+        out = []
+        for g in grads:
+            _, state = opt.update(g, state, p)
+            out.append(float(state[-1].update_norm))
+        return out, state
+
+    fresh, _ = measured(opt.init(p))
+    state = opt.init(p)
+    stuck = state[-1]._replace(count=jnp.int32(INT32_MAX - 1))
+    late, state = measured(state[:-1] + (stuck,))
+    assert late == fresh
+    np.testing.assert_allclose(fresh, [0.2, 0.2, 0.2, 0.8, 0.8, 0.8, 1.4], rtol=1e-6)
+    assert int(state[-1].count) == INT32_MAX
+
+
+def _switched():
+    return adam_tx.switch(adam_tx.adamw(0.1), adam_tx.sgd(0.5, momentum=0.9), at_step=2)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_stats_report_the_optimizer_in_force_after_a_switch(jit):
+    opt = adam_tx.skip_nonfinite(_switched())
+    p = jnp.ones(3)
+    update = jax.jit(opt.update) if jit else opt.update
+    report = jax.jit(adam_tx.stats) if jit else adam_tx.stats
+    state, seen = opt.init(p), []
+    assert float(report(state)["learning_rate"]) == pytest.approx(0.1)
+    for _ in range(4):
+        _, state = update(jnp.ones(3), state, p)
+        seen.append({k: float(v) for k, v in report(state).items()})
+    assert [s["step"] for s in seen] == [1, 2, 1, 2]  # the one in force's steps
+    np.testing.assert_allclose([s["learning_rate"] for s in seen], [0.1, 0.1, 0.5, 0.5])
+    # b1 belongs to adamw alone: not reported for a state that switches.
+    assert "b1" not in seen[0] and seen[0]["grad_norm"] == pytest.approx(3**0.5)
+
+
+def test_stats_in_force_under_scan():
+    opt, p = _switched(), jnp.ones(2)
+
+    def step(state, _):
+        _, state = opt.update(jnp.ones(2), state, p)
+        return state, adam_tx.stats(state)["learning_rate"]
+
+    _, lrs = jax.lax.scan(step, opt.init(p), None, length=4)
+    np.testing.assert_allclose(lrs, [0.1, 0.1, 0.5, 0.5], rtol=1e-6)
+
+
+def test_grad_norm_is_the_unscaled_one_under_an_outer_guard():
+    opt = adam_tx.skip_nonfinite(adam_tx.loss_scaling(adam_tx.sgd(0.1), init_scale=8.0))
+    p = jnp.zeros(2)
+    _, state = opt.update(jnp.array([3.0, 4.0]) * 8.0, opt.init(p), p)
+    assert float(adam_tx.stats(state)["grad_norm"]) == 5.0

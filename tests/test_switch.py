@@ -90,3 +90,27 @@ def test_swats_needs_a_learning_rate_hyperparameter():
     tx = switch(adam_tx.adam(), optax.sgd(0.1), 2, swats=True)
     with pytest.raises(ValueError, match="learning_rate"):
         tx.init(jnp.ones(2))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"first": None}, TypeError, "first must be an optax.GradientTransformation"),
+        ({"second": None}, TypeError, "second must be an optax.GradientTransformation"),
+        ({"at_step": 2**40}, ValueError, r"at_step=1099511627776 .*\[0, 2147483647\]"),
+        ({"at_step": None}, TypeError, "at_step"),
+        ({"at_step": 2.5}, ValueError, "at_step"),
+        ({"swats": "yes"}, TypeError, "swats must be True or False"),
+        ({"swats_beta": "0.9"}, TypeError, "swats_beta"),
+        ({"swats_beta": float("nan")}, ValueError, "swats_beta"),
+    ],
+)
+def test_every_argument_is_named(kwargs, error, match):
+    kwargs = {"first": adam_tx.adam(), "second": adam_tx.sgd(), "at_step": 2, **kwargs}
+    with pytest.raises(error, match=match):
+        switch(**kwargs)
+
+
+def test_state_records_the_switch_step():
+    state = switch(adam_tx.adam(), adam_tx.sgd(), at_step=5).init(jnp.ones(2))
+    assert int(state.at_step) == 5
