@@ -25,6 +25,12 @@ the backend, and :func:`sums_of_squares` picks it when the step is lowered
   running total over a long axis loses digits (1e-3 relative over 2M terms).
   A single sum gets no rows: XLA folds a sum of row sums back into one sum.
 
+Differentiation: XLA's variadic ``lax.reduce`` has no JVP rule in JAX, so
+:func:`sums_of_squares` carries its own (``jax.custom_jvp``): the tangent of
+``sum(x^2)`` is ``2 sum(x dx)``, a plain sum. The forward program is the same
+with or without it; ``jax.grad`` and ``jax.jvp`` through any update (with
+``track_stats``, guards, loss scaling) use the rule.
+
 Figures: BENCHMARKS.md, "Cost of step statistics".
 """
 
@@ -48,10 +54,21 @@ def sums_of_squares(*xs: jax.Array) -> tuple[jax.Array, ...]:
     >>> [float(s) for s in sums_of_squares(jnp.array([3.0, 4.0]), jnp.ones(2))]
     [25.0, 2.0]
     """
-    xs = tuple(x.astype(compute_dtype(x.dtype)) for x in xs)
+    return _sums(*(x.astype(compute_dtype(x.dtype)) for x in xs))
+
+
+@jax.custom_jvp
+def _sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(
         jax.lax.platform_dependent(*xs, cpu=_cpu_sums, default=plain_sums_of_squares)
     )
+
+
+@_sums.defjvp
+def _sums_jvp(primals, tangents):
+    # d sum(x^2) = 2 sum(x dx): linear in dx, so jax.grad transposes it too.
+    dots = tuple(2 * jnp.sum(x * t) for x, t in zip(primals, tangents, strict=True))
+    return _sums(*primals), dots
 
 
 def plain_sums_of_squares(*xs: jax.Array) -> tuple[jax.Array, ...]:
