@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pathlib
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
@@ -66,7 +67,9 @@ def load_corpus(max_chars: int = 2_000_000, heldout_every: int = 10) -> Corpus:
     """Read the standard library's source: every ``heldout_every``-th file
     (in sorted order) is held out; reading stops once ``max_chars`` are read
     and at least one file is held out."""
-    train, heldout, total = [], [], 0
+    train: list[np.ndarray] = []
+    heldout: list[np.ndarray] = []
+    total = 0
     for i, path in enumerate(stdlib_files()):
         tokens = encode(path.read_bytes())
         (heldout if i % heldout_every == heldout_every - 1 else train).append(tokens)
@@ -99,7 +102,7 @@ def eval_batches(tokens: np.ndarray, n: int, batch: int, seq_len: int) -> np.nda
 class Block(nnx.Module):
     """Pre-LayerNorm block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
 
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs) -> None:
         self.norm1 = nnx.LayerNorm(cfg.d_model, rngs=rngs)
         self.attn = nnx.MultiHeadAttention(
             cfg.n_heads, cfg.d_model, decode=False, rngs=rngs
@@ -116,7 +119,7 @@ class Block(nnx.Module):
 class CharTransformer(nnx.Module):
     """A causal Transformer over ``VOCAB`` characters with learned positions."""
 
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs) -> None:
         self.cfg = cfg
         self.embed = nnx.Embed(VOCAB, cfg.d_model, rngs=rngs)
         self.pos_embed = nnx.Embed(cfg.seq_len, cfg.d_model, rngs=rngs)
@@ -146,10 +149,12 @@ def make_model(cfg: ModelConfig, seed: int) -> tuple[nnx.GraphDef, nnx.State]:
     return graphdef, params
 
 
-def functional_loss(graphdef: nnx.GraphDef):
+def functional_loss(
+    graphdef: nnx.GraphDef,
+) -> Callable[[nnx.State, jax.Array], jax.Array]:
     """``(params, batch) -> loss`` for the model with graph ``graphdef``."""
 
-    def f(params, batch):
+    def f(params: nnx.State, batch: jax.Array) -> jax.Array:
         return loss_fn(nnx.merge(graphdef, params), batch)
 
     return f
