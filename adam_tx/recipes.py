@@ -1,4 +1,4 @@
-"""Ready-made training recipes: the design doc's section 12 as chains.
+"""Ready-made training recipes: clipping, AdamW (or SGD late) and warmup-cosine.
 
 Each recipe is a function of the run length (``total_steps``) and the peak
 learning rate, and returns one :func:`adam_tx.chain`:
@@ -17,7 +17,6 @@ all in the state (:func:`adam_tx.get_hyperparams`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import optax
@@ -40,7 +39,9 @@ def _check_steps(total_steps: int, warmup_steps: int) -> None:
         )
 
 
-def warmup_cosine(total_steps: int, peak_lr: float, warmup_steps: int):
+def warmup_cosine(
+    total_steps: int, peak_lr: float, warmup_steps: int
+) -> optax.Schedule:
     """``0 -> peak_lr`` linearly over ``warmup_steps``, cosine to 0 at the end."""
     _check_steps(total_steps, warmup_steps)
     return schedules.warmup_cosine_decay(
@@ -49,7 +50,13 @@ def warmup_cosine(total_steps: int, peak_lr: float, warmup_steps: int):
 
 
 def _adamw_chain(
-    total_steps, peak_lr, warmup_steps, b2, weight_decay, clip_norm, mask
+    total_steps: int,
+    peak_lr: float,
+    warmup_steps: int,
+    b2: float,
+    weight_decay: float,
+    clip_norm: float,
+    mask: Any,
 ) -> optax.GradientTransformationExtraArgs:
     lr = warmup_cosine(total_steps, peak_lr, warmup_steps)
     return chain(
@@ -73,7 +80,8 @@ def general(
     where ``mask`` (default :func:`adam_tx.decay_mask`: not biases, norm scales
     or embeddings); the learning rate rises linearly from 0 to ``peak_lr``
     over ``warmup_steps`` (default ``min(3000, max(1, total_steps // 10))``:
-    the doc's 500-3k steps, at most a tenth of the run), then follows a cosine
+    the usual few hundred to 3,000 steps, at most a tenth of the run), then
+    follows a cosine
     to 0 at ``total_steps``.
 
     >>> import adam_tx, jax.numpy as jnp
@@ -124,7 +132,7 @@ def vision(
     clip_norm: float = 1.0,
     mask: Any = decay_mask,
     switch_at: float | None = None,
-    sgd_lr: float | Callable | None = None,
+    sgd_lr: optax.ScalarOrSchedule | None = None,
     sgd_momentum: float = 0.9,
 ) -> optax.GradientTransformationExtraArgs:
     """Vision CNNs: :func:`general`'s AdamW, optionally SGD+momentum late on.
