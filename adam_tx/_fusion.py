@@ -247,11 +247,30 @@ def _after(reductions: list[Partials], arrays: bool = False) -> Callable[[Any], 
             return x
         if not jnp.issubdtype(x.dtype, jnp.floating):
             return x
-        uint = jnp.dtype(f"uint{8 * x.dtype.itemsize}")
-        bits = jax.lax.bitcast_convert_type(x, uint) | zero.astype(uint)
-        return jax.lax.bitcast_convert_type(bits, x.dtype)
+        return _or_zero_bits(x, zero)
 
     return after
+
+
+@jax.custom_jvp
+def _or_zero_bits(x: jax.Array, zero: jax.Array) -> jax.Array:
+    """``x``, bit for bit (``zero`` is 0), but computed from ``zero``.
+
+    Its derivative is the identity in ``x``: a bitcast has no tangent in JAX,
+    and without this rule every derivative flowing through the step's scalars
+    (the learning rate, a norm reading the parameters) came out zero. The
+    rule changes nothing in the forward program.
+    """
+    uint = jnp.dtype(f"uint{8 * x.dtype.itemsize}")
+    bits = jax.lax.bitcast_convert_type(x, uint) | zero.astype(uint)
+    return jax.lax.bitcast_convert_type(bits, x.dtype)
+
+
+@_or_zero_bits.defjvp
+def _or_zero_bits_jvp(primals, tangents):
+    x, zero = primals
+    dx, _ = tangents
+    return _or_zero_bits(x, zero), dx
 
 
 _IN_PASS_OVERRIDE: list[bool | None] = [None]

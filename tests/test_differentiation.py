@@ -6,12 +6,11 @@ which has no JVP rule in JAX; ``_reduce.sums_of_squares`` carries its own.
 Computed in float64 (``jax.enable_x64``), central differences with h = 1e-6
 agree to ~1e-8.
 
-Known gap (xfail below): with track_stats in the chain, the engine orders the
-update pass after the norms through a bitwise no-op (``_fusion._after``,
-``bitcast_convert_type``), whose tangent JAX takes as zero; derivatives that
-flow through the step's scalars (the learning rate) or through the norms'
-reading of the parameters come out zero. The fix belongs in ``_fusion.py``:
-a ``jax.custom_jvp`` giving that no-op the identity tangent.
+With track_stats in the chain, the engine orders the update pass after the
+norms through a bitwise no-op (``_fusion._or_zero_bits``, a bitcast); its
+``custom_jvp`` gives it the identity tangent, so derivatives through the step's
+scalars (the learning rate) and through the norms' reading of the parameters
+are exact too.
 """
 
 from __future__ import annotations
@@ -31,13 +30,6 @@ def _chain(lr=0.05, stats=True):
         adam_tx.adamw(lr, weight_decay=0.1),
         *([adam_tx.track_stats()] if stats else []),
     )
-
-
-ORDERING_HAS_NO_TANGENT = pytest.mark.xfail(
-    strict=True,
-    reason="_fusion._after (bitcast ordering) has a zero tangent; needs a "
-    "custom_jvp in _fusion.py",
-)
 
 
 WRAPS = {
@@ -101,9 +93,7 @@ def test_grad_and_jvp_match_finite_differences(wrap):
         np.testing.assert_allclose(float(along), fd, rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "stats", [False, pytest.param(True, marks=ORDERING_HAS_NO_TANGENT)]
-)
+@pytest.mark.parametrize("stats", [False, True])
 def test_grad_with_respect_to_the_learning_rate(stats):
     with jax.enable_x64(True):
         tx = adam_tx.loss_scaling(adam_tx.skip_nonfinite(_chain(stats=stats)))
@@ -114,7 +104,6 @@ def test_grad_with_respect_to_the_learning_rate(stats):
         np.testing.assert_allclose(float(jax.grad(g)(0.05)), float(fd), rtol=1e-6)
 
 
-@ORDERING_HAS_NO_TANGENT
 def test_grad_of_the_measured_update_norm():
     """track_stats keeps its norms in float32: central differences with a
     larger step (1e-3) agree to ~1e-4."""
