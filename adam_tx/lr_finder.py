@@ -22,7 +22,9 @@ or the loss is not finite.
 The learning rate is fed through :func:`adam_tx.set_hyperparams`, so the step
 is compiled once for the whole sweep; the optimizer must therefore hold a
 constant (not scheduled) ``learning_rate`` hyperparameter, as every adam_tx
-alias built with a float learning rate does.
+alias built with a float learning rate does. A scheduled one would overwrite
+the fed value at every step (no sweep would run), so it is refused: the first
+step checks that the learning rate in force is the one fed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import jax
 import numpy as np
 import optax
 
+from adam_tx._validate import check_callable, check_range
+from adam_tx._wrapper_args import check_int, check_transform
 from adam_tx.hyperparams import get_hyperparams, set_hyperparams
 
 
@@ -57,7 +61,13 @@ def exponential_lrs(min_lr: float, max_lr: float, num_steps: int) -> np.ndarray:
     >>> exponential_lrs(1e-3, 1e-1, 3).round(6).tolist()
     [0.001, 0.01, 0.1]
     """
-    return min_lr * (max_lr / min_lr) ** (np.arange(num_steps) / (num_steps - 1))
+    return exponential_lr(np.arange(num_steps), min_lr, max_lr, num_steps)
+
+
+def exponential_lr(i: Any, min_lr: float, max_lr: float, num_steps: int) -> Any:
+    """Step ``i``'s learning rate in :func:`exponential_lrs` (``i`` may be an
+    array)."""
+    return min_lr * (max_lr / min_lr) ** (i / (num_steps - 1))
 
 
 def smooth(losses: np.ndarray, beta: float) -> np.ndarray:
@@ -97,17 +107,32 @@ def _batch_source(batches: Any) -> Callable[[int], Any]:
     )
 
 
-def _check(min_lr, max_lr, num_steps, beta, diverge_factor):
-    if not (math.isfinite(min_lr) and min_lr > 0):
-        raise ValueError(f"min_lr must be finite and > 0, got {min_lr}")
-    if not (math.isfinite(max_lr) and max_lr > min_lr):
-        raise ValueError(f"max_lr must be finite and > min_lr={min_lr}, got {max_lr}")
-    if int(num_steps) != num_steps or num_steps < 3:
-        raise ValueError(f"num_steps must be an integer >= 3, got {num_steps}")
-    if not 0 <= beta < 1:
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
-    if not diverge_factor > 1:
-        raise ValueError(f"diverge_factor must be > 1, got {diverge_factor}")
+def _check(min_lr, max_lr, num_steps, beta, diverge_factor) -> int:
+    for name, value in (
+        ("min_lr", min_lr),
+        ("max_lr", max_lr),
+        ("beta", beta),
+        ("diverge_factor", diverge_factor),
+    ):
+        if callable(value):
+            raise TypeError(f"{name} must be a number, got the callable {value!r}")
+    check_range("min_lr", min_lr, 0.0, None, low_inclusive=False)
+    check_range("max_lr", max_lr, float(min_lr), None, low_inclusive=False)
+    num_steps = check_int("num_steps", num_steps, 3)
+    check_range("beta", beta, 0.0, 1.0, high_inclusive=False)
+    check_range("diverge_factor", diverge_factor, 1.0, None, low_inclusive=False)
+    return num_steps
+
+
+def _check_constant_lr(fed: jax.Array, in_force: jax.Array) -> None:
+    if float(fed) != float(in_force):
+        raise ValueError(
+            "optimizer's 'learning_rate' is a schedule: the range test fed "
+            f"{float(fed):.3g} and the step used {float(in_force):.3g}, so no "
+            "sweep would run. Build the optimizer with a float learning rate "
+            "(e.g. adam_tx.adamw(1e-3)) for the range test, and the schedule "
+            "afterwards"
+        )
 
 
 def lr_range_test(
@@ -128,11 +153,12 @@ def lr_range_test(
       loss_fn: ``(params, batch) -> scalar loss``.
       params: the initial parameters (not modified).
       optimizer: a transform with a constant ``learning_rate`` hyperparameter,
-        e.g. ``adam_tx.adamw(1e-3)``; its value is overwritten each step.
+        e.g. ``adam_tx.adamw(1e-3)``; its value is overwritten each step. A
+        scheduled learning rate raises ``ValueError``.
       batches: None (``batch=None`` every step), a callable ``step -> batch`` or
         an iterable of batches.
       min_lr, max_lr: the sweep's range (``0 < min_lr < max_lr``).
-      num_steps: steps of the sweep (>= 3).
+      num_steps: steps of the sweep (an integer in [3, 2**31 - 1]).
       beta: the smoothing factor in [0, 1).
       diverge_factor: stop once the smoothed loss exceeds this multiple (> 1)
         of the best smoothed loss so far.
@@ -147,7 +173,9 @@ def lr_range_test(
     >>> 0.2 < r.diverged_at < 0.4 and r.steepest < 0.2  # GD diverges above 2/L
     True
     """
-    _check(min_lr, max_lr, num_steps, beta, diverge_factor)
+    check_callable("loss_fn", loss_fn)
+    optimizer = check_transform("optimizer", optimizer)
+    num_steps = _check(min_lr, max_lr, num_steps, beta, diverge_factor)
     if "learning_rate" not in get_hyperparams(optimizer.init(params)):
         raise ValueError(
             "optimizer has no 'learning_rate' hyperparameter in its state; build it "
@@ -158,16 +186,24 @@ def lr_range_test(
     def step(params, opt_state, batch, lr):
         loss, grads = jax.value_and_grad(loss_fn)(params, batch)
         opt_state = set_hyperparams(opt_state, learning_rate=lr)
+        fed = get_hyperparams(opt_state)["learning_rate"]
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        in_force = get_hyperparams(opt_state)["learning_rate"]
+        return optax.apply_updates(params, updates), opt_state, loss, fed, in_force
 
-    schedule = exponential_lrs(min_lr, max_lr, int(num_steps))
     next_batch = _batch_source(batches)
     opt_state = optimizer.init(params)
+    lrs: list[float] = []
     losses: list[float] = []
     avg, best, diverged_at = 0.0, math.inf, None
-    for i, lr in enumerate(schedule):
-        params, opt_state, loss = step(params, opt_state, next_batch(i), lr)
+    for i in range(num_steps):
+        lr = exponential_lr(i, min_lr, max_lr, num_steps)
+        params, opt_state, loss, fed, in_force = step(
+            params, opt_state, next_batch(i), lr
+        )
+        if i == 0:
+            _check_constant_lr(fed, in_force)
+        lrs.append(lr)
         loss = float(loss)
         losses.append(loss)
         avg = beta * avg + (1 - beta) * loss
@@ -178,7 +214,7 @@ def lr_range_test(
         best = min(best, smoothed)
     losses_arr = np.asarray(losses)
     smoothed_arr = smooth(losses_arr, beta)
-    lrs = schedule[: len(losses)]
+    lrs = np.asarray(lrs)
     # Suggestions from the finite part before the blow-up.
     keep = len(lrs) - 1 if diverged_at is not None else len(lrs)
     steepest, min_div_10 = suggest(lrs[:keep], smoothed_arr[:keep])

@@ -91,3 +91,46 @@ def test_needs_learning_rate_hyperparameter():
 
     with pytest.raises(ValueError, match="learning_rate"):
         lr_range_test(quadratic, jnp.ones(2), optax.sgd(0.1))
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        lambda: (
+            adam_tx.sgd(adam_tx.schedules.constant_schedule(0.1))
+            if hasattr(adam_tx.schedules, "constant_schedule")
+            else adam_tx.sgd(lambda count: 0.1 + 0.0 * count)
+        ),
+        lambda: adam_tx.adamw(lambda count: 1e-3 * (1.0 + 0.0 * count)),
+    ],
+    ids=["constant schedule", "callable"],
+)
+def test_a_scheduled_learning_rate_is_refused(optimizer):
+    """The schedule would overwrite the fed rate each step: no sweep, yet a
+    suggestion. The first step finds it out."""
+    with pytest.raises(ValueError, match="learning_rate' is a schedule"):
+        lr_range_test(quadratic, jnp.ones(2), optimizer(), num_steps=5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"optimizer": None}, TypeError, "optimizer must be an optax"),
+        ({"loss_fn": None}, TypeError, "loss_fn must be callable"),
+        ({"num_steps": 2**40}, ValueError, r"num_steps=1099511627776"),
+        ({"num_steps": "9"}, TypeError, "num_steps"),
+        ({"min_lr": "1e-3"}, TypeError, "min_lr"),
+        ({"max_lr": float("inf")}, ValueError, "max_lr"),
+        ({"beta": float("nan")}, ValueError, "beta"),
+        ({"diverge_factor": lambda: 2}, TypeError, "diverge_factor"),
+    ],
+)
+def test_every_argument_is_named(kwargs, error, match):
+    kwargs = {
+        "loss_fn": quadratic,
+        "params": jnp.ones(2),
+        "optimizer": adam_tx.sgd(0.1),
+        **kwargs,
+    }
+    with pytest.raises(error, match=match):
+        lr_range_test(**kwargs)
