@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import adam_tx
@@ -87,8 +88,6 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_needs_learning_rate_hyperparameter():
-    import optax
-
     with pytest.raises(ValueError, match="learning_rate"):
         lr_range_test(quadratic, jnp.ones(2), optax.sgd(0.1))
 
@@ -96,11 +95,7 @@ def test_needs_learning_rate_hyperparameter():
 @pytest.mark.parametrize(
     "optimizer",
     [
-        lambda: (
-            adam_tx.sgd(adam_tx.schedules.constant_schedule(0.1))
-            if hasattr(adam_tx.schedules, "constant_schedule")
-            else adam_tx.sgd(lambda count: 0.1 + 0.0 * count)
-        ),
+        lambda: adam_tx.sgd(optax.constant_schedule(0.1)),
         lambda: adam_tx.adamw(lambda count: 1e-3 * (1.0 + 0.0 * count)),
     ],
     ids=["constant schedule", "callable"],
