@@ -34,6 +34,8 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from adam_tx._wrapper_args import check_transform
+
 # (entry shape, parameter shape, parameter spec, mesh, zero_axis) -> spec or None
 EntryRule = Callable[
     [tuple[int, ...], tuple[int, ...], PartitionSpec, Mesh, str | None],
@@ -112,6 +114,33 @@ def _children(node: Any) -> list[Any]:
     return jax.tree_util.tree_flatten(node, is_leaf=lambda x: x is not node)[0]
 
 
+def params_shaped(treedef: Any) -> Callable[[Any], bool]:
+    """A predicate: is a state node an innermost params-shaped subtree (one
+    entry per parameter leaf, see the module docstring)?"""
+
+    def matches(node: Any) -> bool:
+        if node is None or (treedef.num_nodes > 1 and not _children(node)):
+            return False
+        try:
+            treedef.flatten_up_to(node)
+        except (ValueError, TypeError):
+            return False
+        return True
+
+    def innermost_match(node: Any) -> bool:
+        if not matches(node):
+            return False
+        stack = [c for c in _children(node) if c is not node]
+        while stack:
+            child = stack.pop()
+            if matches(child):
+                return False
+            stack.extend(c for c in _children(child) if c is not child)
+        return True
+
+    return innermost_match
+
+
 def state_sharding(
     tx: Any,
     params: Any,
@@ -127,7 +156,10 @@ def state_sharding(
     layout from step to step.
 
     Args:
-      tx: an ``optax.GradientTransformation`` (any, adam_tx or not).
+      tx: an ``optax.GradientTransformation`` (any, adam_tx or not). A
+        :func:`adam_tx.group_small_leaves` state is params-shaped too: its
+        grouped vectors are replicated (or split by ``zero_axis``), the leaves
+        it keeps apart follow their parameters.
       params: the parameters, or ``jax.ShapeDtypeStruct`` stand-ins.
       param_sharding: a ``NamedSharding`` for all parameters, or a tree of them
         matching ``params`` (or a prefix of it).
@@ -154,6 +186,13 @@ def state_sharding(
       Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion
       Parameter Models", SC 2020.
     """
+    check_transform("tx", tx)
+    if zero_axis is not None and not isinstance(zero_axis, str):
+        raise TypeError(
+            f"zero_axis must be a mesh axis name or None, got {zero_axis!r}"
+        )
+    if entry_rule is not None and not callable(entry_rule):
+        raise TypeError(f"entry_rule must be callable or None, got {entry_rule!r}")
     shardings = _param_shardings(params, param_sharding)
     if not shardings:
         raise ValueError("params has no leaves: there is nothing to shard")
@@ -171,26 +210,7 @@ def state_sharding(
     treedef = jax.tree.structure(abstract_params)
     param_leaves = treedef.flatten_up_to(abstract_params)
     replicated = NamedSharding(mesh, PartitionSpec())
-
-    def matches(node: Any) -> bool:
-        if node is None or (treedef.num_nodes > 1 and not _children(node)):
-            return False
-        try:
-            treedef.flatten_up_to(node)
-        except (ValueError, TypeError):
-            return False
-        return True
-
-    def innermost_match(node: Any) -> bool:
-        if not matches(node):
-            return False
-        stack = [c for c in _children(node) if c is not node]
-        while stack:
-            child = stack.pop()
-            if matches(child):
-                return False
-            stack.extend(c for c in _children(child) if c is not child)
-        return True
+    innermost_match = params_shaped(treedef)
 
     def place(entry: Any, param: Any, sharding: NamedSharding) -> NamedSharding:
         shape = tuple(jax.numpy.shape(entry))
