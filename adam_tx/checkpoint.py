@@ -17,11 +17,30 @@ The checksum is an integer sum computed inside ``jax.jit`` on the arrays where
 they live, so it needs no gathering on a pod and does not depend on layout:
 ``sum(w_i (2 i + 1))`` and ``sum(mix(w_i + i c))`` over the 32-bit words
 ``w_i`` of the leaf, modulo 2^32 (any single flipped bit changes the first).
+
+A :func:`adam_tx.group_small_leaves` state records which parameters share a
+vector (its :class:`adam_tx.grouping.Layout`); the manifest keeps it, and a
+target with another layout is refused naming the first differing parameter,
+even where every array has the same shape.
+
+Resuming after a crash: ``restore(manager, "latest_valid", target)`` restores
+the newest step that is intact, skipping (and naming, in a
+:class:`SkippedCheckpointsWarning` and the log) the newer ones that are
+corrupted; :func:`restore_latest_valid` also returns the step it chose. Saves
+that never finished leave ``*.orbax-checkpoint-tmp*`` folders behind, which
+Orbax ignores: :func:`unfinished_saves` lists them, the warning names them,
+and :func:`remove_unfinished_saves` deletes them (or create the manager with
+``CheckpointManagerOptions(cleanup_tmp_directories=True)``). Without
+``"latest_valid"`` a damaged step is an error, never skipped silently.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import pathlib
+import shutil
+import warnings
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,11 +50,44 @@ from jax import lax
 from adam_tx._tree import path_str
 
 FORMAT = "adam_tx.checkpoint/1"
+LATEST_VALID = "latest_valid"
+UNFINISHED = "*.orbax-checkpoint-tmp*"
 _GOLDEN = np.uint32(0x9E3779B9)
+_log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
     """A checkpoint that does not match its target, or cannot be read intact."""
+
+
+class CorruptedCheckpointError(CheckpointError):
+    """A checkpoint whose files cannot be read, or whose arrays do not have
+    the checksums written when it was saved."""
+
+
+class SkippedCheckpointsWarning(UserWarning):
+    """``restore(..., "latest_valid", ...)`` skipped corrupted steps or found
+    unfinished saves. ``skipped``: ``{step: reason}``; ``restored``: the step
+    restored; ``unfinished``: the leftover temporary folders."""
+
+    def __init__(
+        self, message: str, skipped: dict[int, str], restored: int, unfinished: list
+    ):
+        super().__init__(message)
+        self.skipped = skipped
+        self.restored = restored
+        self.unfinished = unfinished
+
+
+class RestoredCheckpoint(NamedTuple):
+    """What :func:`restore_latest_valid` restored: the ``tree``, its ``step``,
+    the newer steps ``skipped`` as corrupted (``{step: reason}``) and the
+    ``unfinished`` save folders found."""
+
+    tree: Any
+    step: int
+    skipped: dict[int, str]
+    unfinished: list[pathlib.Path]
 
 
 def _words(x: jax.Array) -> jax.Array:
@@ -101,6 +153,34 @@ def _describe(tree: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _layouts(tree: Any) -> list[Any]:
+    """The grouped layouts in ``tree`` (:class:`adam_tx.grouping.Layout`)."""
+    from adam_tx.grouping import Layout  # grouping imports this module
+
+    is_layout = lambda x: isinstance(x, Layout)
+    return [x for x in jax.tree.leaves(tree, is_leaf=is_layout) if is_layout(x)]
+
+
+def _layout_mismatch(saved: list | None, target: Any) -> str | None:
+    from adam_tx.grouping import Layout
+
+    wanted = _layouts(target)
+    if not wanted and not saved:
+        return None
+    if saved is None or len(saved) != len(wanted):
+        return (
+            f"the checkpoint holds {len(saved or [])} grouped layouts "
+            f"(group_small_leaves states), the target {len(wanted)}"
+        )
+    for rows, layout in zip(saved, wanted):
+        problem = Layout.from_description(rows).difference(
+            layout, "checkpoint", "target"
+        )
+        if problem is not None:
+            return f"grouped layouts differ (group_small_leaves): {problem}"
+    return None
+
+
 def _first_mismatch(saved: list[dict], target: list[dict]) -> str | None:
     for s, t in zip(saved, target):
         if s["path"] != t["path"]:
@@ -141,9 +221,11 @@ def save(manager: Any, step: int, tree: Any, *, wait: bool = True) -> None:
     import orbax.checkpoint as ocp
 
     leaves = jax.tree.leaves(tree)
+    step = _check_step(step)
     manifest = {
         "format": FORMAT,
         "treedef": str(jax.tree.structure(tree)),
+        "layouts": [layout.describe() for layout in _layouts(tree)],
         "leaves": [
             {**d, "checksum": c}
             for d, c in zip(_describe(tree), checksums(leaves), strict=True)
@@ -169,12 +251,24 @@ def _abstract_leaf(x: Any) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(jnp.shape(x), x.dtype, sharding=sharding)
 
 
-def restore(manager: Any, step: int | None, target: Any) -> Any:
-    """Restore the tree saved as ``step`` (None: the latest) into ``target``.
+def _check_step(step: Any) -> int:
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"step must be an integer >= 0, got {step!r}")
+    if step < 0:
+        raise ValueError(f"step={step!r} is out of range: expected an integer >= 0")
+    return int(step)
+
+
+def restore(manager: Any, step: int | str | None, target: Any) -> Any:
+    """Restore the tree saved as ``step`` into ``target``.
 
     Args:
       manager: an ``orbax.checkpoint.CheckpointManager``.
-      step: the step to restore; None for ``manager.latest_step()``.
+      step: the step to restore; None for ``manager.latest_step()``; or
+        ``"latest_valid"`` for the newest step that is intact: newer corrupted
+        steps are skipped and named in a :class:`SkippedCheckpointsWarning`
+        (and the log), as are unfinished saves (:func:`restore_latest_valid`
+        also returns the step).
       target: a tree of ``jax.ShapeDtypeStruct`` (with ``sharding``, e.g. from
         :func:`abstract_state`) or of arrays; the result takes its structure,
         NamedTuple types, dtypes and shardings. A leaf without a sharding goes
@@ -184,27 +278,114 @@ def restore(manager: Any, step: int | None, target: Any) -> Any:
       The restored tree, bit for bit as saved.
 
     Raises:
-      CheckpointError: no such step; the target's structure, shapes or dtypes
-        differ from the checkpoint's (naming the first differing path); or the
-        checkpoint is truncated or corrupted.
+      CheckpointError: no such step; or the target's structure, shapes, dtypes
+        or grouped layouts differ from the checkpoint's (naming the first
+        differing path).
+      CorruptedCheckpointError: the checkpoint is truncated or corrupted (with
+        ``"latest_valid"``: every step is).
     """
-    import orbax.checkpoint as ocp
-
+    if step == LATEST_VALID:
+        return restore_latest_valid(manager, target).tree
     if step is None:
         step = manager.latest_step()
         if step is None:
             raise CheckpointError(f"no checkpoint in {manager.directory}")
+    elif isinstance(step, str):
+        raise ValueError(
+            f"step={step!r} is not valid: expected an integer, None or {LATEST_VALID!r}"
+        )
+    return _restore_step(manager, _check_step(step), target)
+
+
+def restore_latest_valid(manager: Any, target: Any) -> RestoredCheckpoint:
+    """Restore the newest intact step into ``target`` (see :func:`restore`).
+
+    Steps are tried newest first; a corrupted one is skipped, a target that
+    does not match a readable checkpoint raises (that is the caller's mistake,
+    not damage). Skipped steps and unfinished saves are reported by a
+    :class:`SkippedCheckpointsWarning` and on the ``adam_tx.checkpoint`` log.
+
+    Raises:
+      CheckpointError: no checkpoint, or the target does not match.
+      CorruptedCheckpointError: every step is corrupted.
+    """
+    steps = sorted(manager.all_steps(), reverse=True)
+    unfinished = unfinished_saves(manager)
+    if not steps:
+        raise CheckpointError(
+            f"no checkpoint in {manager.directory}"
+            + (
+                f" (unfinished saves: {[p.name for p in unfinished]})"
+                if unfinished
+                else ""
+            )
+        )
+    skipped: dict[int, str] = {}
+    for step in steps:
+        try:
+            tree = _restore_step(manager, step, target)
+        except CorruptedCheckpointError as err:
+            skipped[step] = str(err)
+            continue
+        if skipped or unfinished:
+            message = (
+                f"restored checkpoint step {step} from {manager.directory}"
+                + (f"; skipped corrupted steps {sorted(skipped)}" if skipped else "")
+                + (
+                    f"; unfinished saves left behind: {[p.name for p in unfinished]}"
+                    if unfinished
+                    else ""
+                )
+            )
+            _log.warning(message)
+            warnings.warn(
+                SkippedCheckpointsWarning(message, skipped, step, unfinished),
+                stacklevel=2,
+            )
+        return RestoredCheckpoint(tree, step, skipped, unfinished)
+    reasons = "; ".join(f"step {k}: {v}" for k, v in skipped.items())
+    raise CorruptedCheckpointError(
+        f"every checkpoint in {manager.directory} is corrupted: {reasons}"
+    )
+
+
+def unfinished_saves(manager: Any) -> list[pathlib.Path]:
+    """The temporary folders of saves that never finished (a crash during
+    ``save``), which Orbax neither lists nor restores."""
+    root = pathlib.Path(str(manager.directory))
+    return sorted(p for p in root.glob(UNFINISHED) if p.is_dir())
+
+
+def remove_unfinished_saves(manager: Any) -> list[pathlib.Path]:
+    """Delete :func:`unfinished_saves` and return them. Call it only when no
+    save is in progress (not during an asynchronous save, and on one process
+    of a multi-process job)."""
+    removed = unfinished_saves(manager)
+    for path in removed:
+        shutil.rmtree(path)
+    return removed
+
+
+def _restore_step(manager: Any, step: int, target: Any) -> Any:
+    import orbax.checkpoint as ocp
+
     where = f"checkpoint step {step} in {manager.directory}"
     try:
         manifest = manager.restore(
             step, args=ocp.args.Composite(manifest=ocp.args.JsonRestore())
         ).manifest
     except Exception as e:  # orbax raises many types for missing/broken files
-        raise CheckpointError(f"cannot read the manifest of {where}: {e}") from e
+        if step not in manager.all_steps():
+            raise CheckpointError(f"no {where}") from e
+        raise CorruptedCheckpointError(
+            f"cannot read the manifest of {where}: {e}"
+        ) from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{where} was not written by adam_tx.checkpoint.save")
     saved = manifest["leaves"]
     problem = _first_mismatch(saved, _describe(target))
+    if problem is None:
+        problem = _layout_mismatch(manifest.get("layouts"), target)
     if problem is None and manifest["treedef"] != str(jax.tree.structure(target)):
         problem = (
             "the container types differ (e.g. another NamedTuple state): "
@@ -219,10 +400,10 @@ def restore(manager: Any, step: int | None, target: Any) -> Any:
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
         ).state
     except Exception as e:
-        raise CheckpointError(f"cannot read the arrays of {where}: {e}") from e
+        raise CorruptedCheckpointError(f"cannot read the arrays of {where}: {e}") from e
     for s, c in zip(saved, checksums(leaves), strict=True):
         if c != s["checksum"]:
-            raise CheckpointError(
+            raise CorruptedCheckpointError(
                 f"{where} is corrupted: leaf '{s['path']}' does not match the "
                 "checksum written when it was saved"
             )

@@ -196,3 +196,99 @@ def test_quantized_moments_round_trip_and_shard(manager):
     sh = adam_tx.sharding.state_sharding(tx, params, shard, zero_axis="data")
     codes, scales = jax.tree.leaves(sh[0].mu["w"])  # codes: the parameter's shape
     assert (codes.spec, scales.spec) == (P("data", "model"), P("data"))
+
+
+def _corrupt(manager, step):
+    for path in data_files(manager, step):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        path.write_bytes(bytes(data))
+
+
+def test_latest_valid_skips_corrupted_steps_and_names_them(manager):
+    from adam_tx.checkpoint import (
+        RestoredCheckpoint,
+        SkippedCheckpointsWarning,
+        restore_latest_valid,
+    )
+
+    tx = OPTIMIZERS["adamw"]()
+    states = {step: trained_state(tx, steps=step) for step in (1, 2, 3)}
+    for step, state in states.items():
+        save(manager, step, state)
+    _corrupt(manager, 3)
+    _corrupt(manager, 2)
+    target = abstract_state(tx, PARAMS)
+    # The default stays explicit: the newest step is corrupted, so it raises.
+    with pytest.raises(adam_tx.checkpoint.CorruptedCheckpointError, match="step 3"):
+        restore(manager, None, target)
+    with pytest.warns(SkippedCheckpointsWarning, match=r"step 1.*\[2, 3\]") as seen:
+        restored = restore(manager, "latest_valid", target)
+    assert_identical(restored, states[1])
+    warning = seen[0].message
+    assert sorted(warning.skipped) == [2, 3] and warning.restored == 1
+    assert "checksum" in warning.skipped[3]
+    got = restore_latest_valid(manager, target)
+    assert isinstance(got, RestoredCheckpoint) and got.step == 1
+    assert_identical(got.tree, states[1])
+
+
+def test_latest_valid_raises_when_every_step_is_corrupted(manager):
+    tx = OPTIMIZERS["adam"]()
+    save(manager, 1, trained_state(tx))
+    _corrupt(manager, 1)
+    with pytest.raises(adam_tx.checkpoint.CorruptedCheckpointError, match="every"):
+        restore(manager, "latest_valid", abstract_state(tx, PARAMS))
+
+
+def test_latest_valid_does_not_skip_a_target_mismatch(manager):
+    """A wrong target is the caller's mistake, not damage: it raises."""
+    save(manager, 1, trained_state(adam_tx.adam(1e-2)))
+    save(manager, 2, trained_state(adam_tx.adam(1e-2)))
+    target = abstract_state(adam_tx.amsgrad(1e-2), PARAMS)
+    with pytest.raises(CheckpointError, match="does not match") as err:
+        restore(manager, "latest_valid", target)
+    assert not isinstance(err.value, adam_tx.checkpoint.CorruptedCheckpointError)
+
+
+def test_unfinished_saves_are_reported_and_can_be_removed(manager):
+    from adam_tx.checkpoint import (
+        SkippedCheckpointsWarning,
+        remove_unfinished_saves,
+        unfinished_saves,
+    )
+
+    tx = OPTIMIZERS["adam"]()
+    state = trained_state(tx)
+    save(manager, 4, state)
+    leftover = pathlib.Path(manager.directory) / "5.orbax-checkpoint-tmp-1234"
+    (leftover / "state").mkdir(parents=True)
+    assert unfinished_saves(manager) == [leftover]
+    assert manager.all_steps() == [4]  # orbax does not list it
+    with pytest.warns(SkippedCheckpointsWarning, match="5.orbax-checkpoint-tmp"):
+        restored = restore(manager, "latest_valid", abstract_state(tx, PARAMS))
+    assert_identical(restored, state)
+    assert remove_unfinished_saves(manager) == [leftover] and not leftover.exists()
+    assert unfinished_saves(manager) == []
+
+
+@pytest.mark.parametrize("step", ["newest", -1, 1.5, True])
+def test_bad_steps_are_named(step, manager):
+    save(manager, 0, adam_tx.adam(1e-2).init(PARAMS))
+    with pytest.raises((TypeError, ValueError), match="step"):
+        restore(manager, step, abstract_state(adam_tx.adam(1e-2), PARAMS))
+
+
+def test_grouped_layout_is_checked_on_restore(manager):
+    """a:(4,), b:(12,) grouped is one (16,) vector at 'a' and an empty 'b';
+    so is a:(12,), b:(4,): same shapes everywhere, other parameters."""
+    tx = adam_tx.group_small_leaves(adam_tx.adam(1e-2))
+    params = {"a": jnp.ones(4), "b": jnp.ones(12)}
+    state = tx.update(jax.tree.map(jnp.sin, params), tx.init(params), params)[1]
+    save(manager, 1, state)
+    assert_identical(restore(manager, 1, abstract_state(tx, params)), state)
+    swapped = {"a": jnp.ones(12), "b": jnp.ones(4)}
+    shapes = [x.shape for x in jax.tree.leaves(abstract_state(tx, swapped))]
+    assert shapes == [x.shape for x in jax.tree.leaves(state)]
+    with pytest.raises(CheckpointError, match=r"grouped layouts differ.*at 'a'"):
+        restore(manager, 1, abstract_state(tx, swapped))
