@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from adam_tx import _placement
 from adam_tx._dtypes import hyper_dtype
 from adam_tx._placement import placed_init
 from adam_tx._validate import check_range
@@ -155,14 +156,30 @@ def switch(
         return new_updates, state._replace(second=second_state)
 
     def update(updates, state, params=None, **extra):
+        branch = lambda run: (
+            lambda: _typed_like(run(updates, state, params, extra), (updates, state))
+        )
         new_updates, new_state = jax.lax.cond(
-            state.count < at_step,
-            lambda: run_first(updates, state, params, extra),
-            lambda: run_second(updates, state, params, extra),
+            state.count < at_step, branch(run_first), branch(run_second)
         )
         return new_updates, new_state._replace(count=optax.safe_increment(state.count))
 
     return optax.GradientTransformationExtraArgs(placed_init(init), update)
+
+
+def _typed_like(out: Any, like: Any) -> Any:
+    """``out`` with each leaf's explicit-axis sharding made that of ``like``'s
+    leaf: ``lax.cond`` needs both branches to return one type, and an
+    optimizer's updates come out sharded like its moments (ZeRO-1: split over
+    the data axis) while a stateless one's are sharded like the gradients."""
+
+    def retype(x, want):
+        want_sharding = _placement.explicit_sharding(want)
+        if want_sharding is None or jax.typeof(x).sharding == want_sharding:
+            return x
+        return jax.sharding.reshard(x, want_sharding)
+
+    return jax.tree.map(retype, out, like)
 
 
 def _momentum(state: Any) -> Any:

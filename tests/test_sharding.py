@@ -156,3 +156,27 @@ def test_explicit_axis_mesh_on_8_devices():
     """Runs tests/scripts/explicit_mesh.py on 8 host devices."""
     out = subprocesses.run("explicit_mesh.py", devices=8, timeout=300)
     assert out.rstrip().endswith("OK"), out
+
+
+@pytest.mark.slow
+def test_wrapper_states_keep_their_sharding_on_8_devices():
+    """tests/scripts/wrapper_sharding.py: group_small_leaves (large leaves keep
+    their spec), nested guards and switch under state_sharding, Auto and
+    Explicit meshes, with and without ZeRO-1 (~40 s of CPU)."""
+    out = subprocesses.run("wrapper_sharding.py", devices=8, timeout=400)
+    assert out.rstrip().endswith("OK"), out
+
+
+@pytest.mark.slow
+def test_sgd_momentum_with_zero_on_an_explicit_mesh():
+    out = subprocesses.run("wrapper_sharding.py", "--sgd-momentum", devices=8)
+    assert out.rstrip().endswith("OK"), out
+
+
+def test_state_sharding_names_bad_arguments():
+    with pytest.raises(TypeError, match="tx must be an optax.GradientTransformation"):
+        state_sharding(None, PARAMS, PARAM_SHARDING)
+    with pytest.raises(TypeError, match="zero_axis must be a mesh axis name"):
+        state_sharding(adam_tx.adam(), PARAMS, PARAM_SHARDING, zero_axis=0)
+    with pytest.raises(TypeError, match="entry_rule must be callable"):
+        state_sharding(adam_tx.adam(), PARAMS, PARAM_SHARDING, entry_rule="x")
