@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
+import optax
 
-from adam_tx import hyperparams
+from adam_tx import _fusion, hyperparams
 from adam_tx._stateful import counted_transform
+from adam_tx._stateless import accepting_no_state
+from adam_tx._typing import ScalarOrSchedule, Schedule
 from adam_tx._validate import check_callable, check_nonnegative
 
 
@@ -31,7 +34,37 @@ class ScaleByScheduleState(NamedTuple):
     hyperparams: dict
 
 
-def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True):
+def identity() -> optax.GradientTransformationExtraArgs:
+    """The updates unchanged, with ``optax.EmptyState()``: ``optax.identity()``
+    as a piece that fuses with its neighbours.
+
+    ``u <- u``. Where optax's chains hold an ``identity()`` (``sgd`` without
+    momentum, ``scale_by_learning_rate(None)``), ours do too, so that
+    ``state[i]`` is the same member in both.
+
+    >>> import jax.numpy as jnp
+    >>> tx = identity()
+    >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
+    (Array([1., 1.], dtype=float32), EmptyState())
+    """
+
+    def leaf(ctx, x, entries, p, info):
+        return x, (), ()
+
+    piece = _fusion.Piece(
+        "identity",
+        lambda params: optax.EmptyState(),
+        lambda state, params, reduced: None,
+        leaf,
+        lambda state, ctx, fields, partials: optax.EmptyState(),
+        scales_by=lambda ctx: jnp.ones([]),
+    )
+    return _fusion.transformation(piece)
+
+
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule | None = None, *, flip_sign: bool = True
+) -> optax.GradientTransformationExtraArgs:
     """Multiply updates by ``-learning_rate`` (``+`` with ``flip_sign=False``).
 
     The learning rate in force is kept in the state as ``learning_rate``, so it
@@ -40,7 +73,8 @@ def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True):
 
     Args:
       learning_rate: a float >= 0 or a schedule of the step count (the count of
-        this transform, starting at 0 for the first update).
+        this transform, starting at 0 for the first update); None: no scaling
+        (:func:`identity`), as in optax.
       flip_sign: negate, so that adding the update to the parameters descends.
 
     >>> import adam_tx, jax.numpy as jnp
@@ -48,22 +82,26 @@ def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True):
     >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0].tolist()
     [-0.10000000149011612, -0.10000000149011612]
     """
+    if learning_rate is None:
+        return identity()
     check_nonnegative("learning_rate", learning_rate)
     sign = -1 if flip_sign else 1
 
     def math(c, g):
         return sign * c.hp["learning_rate"] * g, ()
 
-    return counted_transform(
-        "scale_by_learning_rate",
-        ScaleByLearningRateState,
-        (hyperparams.Hyper("learning_rate", learning_rate),),
-        {},
-        math,
+    return accepting_no_state(
+        counted_transform(
+            "scale_by_learning_rate",
+            ScaleByLearningRateState,
+            (hyperparams.Hyper("learning_rate", learning_rate),),
+            {},
+            math,
+        )
     )
 
 
-def scale_by_schedule(step_size_fn: Callable[[jax.Array], jax.Array]):
+def scale_by_schedule(step_size_fn: Schedule) -> optax.GradientTransformationExtraArgs:
     """Multiply updates by ``step_size_fn(count)`` (no sign flip), as optax does.
 
     >>> import adam_tx, jax.numpy as jnp

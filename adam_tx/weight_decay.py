@@ -15,11 +15,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from adam_tx import hyperparams
 from adam_tx._stateful import counted_transform
+from adam_tx._stateless import accepting_no_state
 from adam_tx._tree import check_same_structure, path_str
-from adam_tx._validate import check_nonnegative
+from adam_tx._typing import ScalarOrSchedule
+from adam_tx._validate import check_range
 
 DEFAULT_EXCLUDE = ("bias", "scale", "norm", "embed")
 
@@ -76,7 +79,12 @@ def _is_path_predicate(fn: Callable[..., Any]) -> bool:
 
 
 def resolve_mask(mask: Any, params: Any) -> list[Any]:
-    """Per leaf of ``params``: True, False, or a boolean array."""
+    """Per leaf of ``params``: True, False, or a boolean array.
+
+    A mask tree may stop above the leaves, as optax's masks may: a value at a
+    node (``mask=True``, ``{"encoder": False, "head": {...}}``) covers every
+    leaf below it.
+    """
     leaves_with_path = jax.tree_util.tree_flatten_with_path(params)[0]
     if mask is None:
         return [True] * len(leaves_with_path)
@@ -84,19 +92,32 @@ def resolve_mask(mask: Any, params: Any) -> list[Any]:
         if _is_path_predicate(mask):
             return [bool(mask(path_str(p), leaf)) for p, leaf in leaves_with_path]
         mask = mask(params)
-    check_same_structure(params, mask, "weight-decay mask", "params", shapes=False)
-    return jax.tree.leaves(mask)
+    try:
+        per_leaf = jax.tree.map(
+            lambda m, sub: jax.tree.map(lambda _: m, sub), mask, params
+        )
+    except (ValueError, TypeError):
+        check_same_structure(params, mask, "weight-decay mask", "params", shapes=False)
+        raise
+    return jax.tree.leaves(per_leaf)
 
 
-def add_decayed_weights(weight_decay=1e-4, mask=None):
+def add_decayed_weights(
+    weight_decay: ScalarOrSchedule = 0.0, mask: Any | Callable[..., Any] | None = None
+) -> optax.GradientTransformationExtraArgs:
     """Add ``weight_decay * params`` to the updates (decoupled weight decay).
 
     Args:
-      weight_decay: the coefficient (>= 0), a float or a schedule of the step.
-        Note torch.optim.AdamW defaults to 1e-2; adam_tx and optax to 1e-4.
-      mask: which leaves decay: None (all), a pytree of bools like params, a
-        callable ``params -> pytree of bools`` (e.g. :func:`decay_mask`), or a
-        predicate ``(path: str, leaf) -> bool`` on the ``/``-joined key path.
+      weight_decay: the coefficient, a finite float or a schedule of the step;
+        negative values grow the weights (optax.fromage uses them), so only the
+        optimizers built on this transform require it to be >= 0.
+        0 by default, as optax.add_decayed_weights; the AdamW aliases
+        (:func:`adam_tx.adamw`, ``optax.adamw``) default to 1e-4, and
+        torch.optim.AdamW to 1e-2.
+      mask: which leaves decay: None (all), a pytree of bools like params (or
+        a prefix of it, as optax's masks), a callable ``params -> pytree of
+        bools`` (e.g. :func:`decay_mask`), or a predicate ``(path: str, leaf)
+        -> bool`` on the ``/``-joined key path.
 
     Returns:
       An ``optax.GradientTransformation``; ``update`` needs ``params``.
@@ -109,7 +130,7 @@ def add_decayed_weights(weight_decay=1e-4, mask=None):
     >>> u["w"].tolist(), u["b"].tolist()
     ([0.5], [0.0])
     """
-    check_nonnegative("weight_decay", weight_decay)
+    check_range("weight_decay", weight_decay)
 
     def math(c, g):
         on = c.static[c.info.index]
@@ -118,12 +139,14 @@ def add_decayed_weights(weight_decay=1e-4, mask=None):
         decayed = g + c.hp["weight_decay"] * c.param.astype(g.dtype)
         return (decayed if on is True else jnp.where(on, decayed, g)), ()
 
-    return counted_transform(
-        "add_decayed_weights",
-        AddDecayedWeightsState,
-        (hyperparams.Hyper("weight_decay", weight_decay),),
-        {},
-        math,
-        needs_params=True,
-        static=lambda params: resolve_mask(mask, params),
+    return accepting_no_state(
+        counted_transform(
+            "add_decayed_weights",
+            AddDecayedWeightsState,
+            (hyperparams.Hyper("weight_decay", weight_decay),),
+            {},
+            math,
+            needs_params=True,
+            static=lambda params: resolve_mask(mask, params),
+        )
     )

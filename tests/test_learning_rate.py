@@ -65,3 +65,14 @@ def test_negative_constant_learning_rate():
         adam_tx.scale_by_learning_rate(-1e-3)
     with pytest.raises(ValueError, match="learning_rate"):
         adam_tx.adamw(-1e-3)
+
+
+def test_no_learning_rate_is_identity_as_in_optax():
+    tx = adam_tx.scale_by_learning_rate(None)
+    g = jnp.array([1.0, -2.0])
+    u, state = tx.update(g, tx.init(g))
+    assert u.tolist() == g.tolist() and state == optax.EmptyState()
+    assert optax.scale_by_learning_rate(None).init(g) == state
+    # It fuses: a chain of adam_tx pieces around it is still one program.
+    chained = adam_tx.chain(adam_tx.trace(0.9), tx, adam_tx.scale_by_learning_rate(0.1))
+    assert adam_tx._fusion.program_of(chained) is not None

@@ -95,6 +95,40 @@ def test_needs_params():
         tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
 
 
-def test_negative_weight_decay():
-    with pytest.raises(ValueError, match=r"weight_decay=-0.1.*\[0.0, inf\)"):
-        adam_tx.add_decayed_weights(-0.1)
+def test_negative_weight_decay_grows_weights_but_aliases_refuse_it():
+    # optax.fromage chains add_decayed_weights(mult - 1 < 0).
+    tx = adam_tx.add_decayed_weights(-0.5)
+    p = jnp.ones(2)
+    assert tx.update(jnp.zeros(2), tx.init(p), p)[0].tolist() == [-0.5, -0.5]
+    for alias in (adam_tx.adamw, adam_tx.nadamw):
+        with pytest.raises(ValueError, match=r"weight_decay=-0.1.*\[0.0, inf\)"):
+            alias(1e-3, weight_decay=-0.1)
+    with pytest.raises(ValueError, match="weight_decay=nan"):
+        adam_tx.add_decayed_weights(float("nan"))
+
+
+def test_default_is_optax_default():
+    import inspect
+
+    import optax
+
+    ours = inspect.signature(adam_tx.add_decayed_weights).parameters
+    theirs = inspect.signature(optax.add_decayed_weights).parameters
+    assert ours["weight_decay"].default == theirs["weight_decay"].default == 0.0
+
+
+def test_mask_may_be_a_prefix_tree_as_in_optax():
+    # optax.lars passes mask=True; optax's masks may stop above the leaves.
+    p = {"enc": {"w": jnp.ones(2), "b": jnp.ones(2)}, "head": jnp.ones(1)}
+    g = jax.tree.map(jnp.zeros_like, p)
+    for mask, want in [
+        (True, [0.5, 0.5, 0.5]),
+        ({"enc": False, "head": True}, [0.0, 0.0, 0.5]),
+        ({"enc": {"w": True, "b": False}, "head": False}, [0.0, 0.5, 0.0]),
+    ]:
+        tx = adam_tx.add_decayed_weights(0.5, mask)
+        u = tx.update(g, None, p)[0]
+        assert [float(x[0]) for x in jax.tree.leaves(u)] == want
+    with pytest.raises(ValueError, match="weight-decay mask does not match"):
+        tx = adam_tx.add_decayed_weights(0.5, {"other": True})
+        tx.update(g, tx.init(p), p)
