@@ -1,0 +1,134 @@
+"""LAMB: Adam with decoupled decay, each leaf's step rescaled by its trust
+ratio (You et al., "Large Batch Optimization for Deep Learning: Training BERT
+in 76 minutes", ICLR 2020), in optax.lamb's form:
+
+    u_t = m_hat / (sqrt(v_hat + eps_root) + eps) + wd p        (per leaf)
+    p <- p - lr * (||p|| / ||u_t||) u_t                        (ratio 1 if a norm is 0)
+
+The trust ratio is a per-leaf reduction of the update. Chained after the Adam
+direction and the decay, :func:`scale_by_trust_ratio` computes ``||u_t||``
+inside the same fused pass from the moments just written (XLA re-evaluates
+the few elementwise operations of ``u_t`` in the reduction and again in the
+update, so the update tree is never stored: ``tests/test_variants.py::
+test_lamb_fuses_without_storing_the_update`` checks the compiled step).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from adam_tx import hyperparams
+from adam_tx._fusion import chain
+from adam_tx._reduce import sums_of_squares
+from adam_tx._stateful import counted_transform
+from adam_tx._validate import check_nonnegative, check_positive
+from adam_tx.adam import scale_by_adam
+from adam_tx.learning_rate import scale_by_learning_rate
+from adam_tx.moments import abs_sq
+from adam_tx.variants._common import nonnegative_decay
+
+
+class ScaleByTrustRatioState(NamedTuple):
+    count: jax.Array
+    hyperparams: dict
+
+
+hyperparams.register_ranges(
+    ScaleByTrustRatioState,
+    min_norm=hyperparams.NONNEGATIVE,
+    trust_coefficient=hyperparams.POSITIVE,
+    eps=hyperparams.NONNEGATIVE,
+)
+
+
+def leaf_norm(x: jax.Array, min_norm) -> jax.Array:
+    """``max(||x||_2, min_norm)`` over the whole leaf, in ``x``'s (compute) dtype."""
+    return jnp.maximum(jnp.sqrt(jnp.sum(abs_sq(x))), min_norm)
+
+
+def scale_by_trust_ratio(min_norm=0.0, trust_coefficient=1.0, eps=0.0):
+    """Scale each leaf's update by its trust ratio (optax.scale_by_trust_ratio).
+
+    Formula: ``u <- u * k ||p|| / (||u|| + eps)`` per leaf, with both norms
+    floored at ``min_norm`` and ``k = trust_coefficient``; the ratio is 1 where
+    either norm is 0 (a zero-initialised leaf still moves). Needs ``params``.
+
+    Args:
+      min_norm: floor of both norms (>= 0).
+      trust_coefficient: ``k`` (> 0).
+      eps: added to the update's norm (>= 0).
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> tx = adam_tx.variants.scale_by_trust_ratio()
+    >>> p = jnp.array([3.0, 4.0])
+    >>> tx.update(jnp.array([0.6, 0.0]), tx.init(p), p)[0].tolist()  # 0.6 * 5/0.6
+    [5.0, 0.0]
+
+    References:
+      You et al., "Large Batch Optimization for Deep Learning: Training BERT in
+      76 minutes", ICLR 2020.
+    """
+    check_nonnegative("min_norm", min_norm)
+    check_positive("trust_coefficient", trust_coefficient)
+    check_nonnegative("eps", eps)
+
+    def math(c, u):
+        p_sq, u_sq = sums_of_squares(c.param.astype(u.dtype), u)
+        p_norm = jnp.maximum(jnp.sqrt(p_sq).astype(u.dtype), c.hp["min_norm"])
+        u_norm = jnp.maximum(jnp.sqrt(u_sq).astype(u.dtype), c.hp["min_norm"])
+        ratio = c.hp["trust_coefficient"] * p_norm / (u_norm + c.hp["eps"])
+        ratio = jnp.where((p_norm == 0) | (u_norm == 0), 1.0, ratio)
+        return u * ratio.astype(u.dtype), ()
+
+    hypers = (
+        hyperparams.Hyper("min_norm", min_norm),
+        hyperparams.Hyper("trust_coefficient", trust_coefficient),
+        hyperparams.Hyper("eps", eps),
+    )
+    return counted_transform(
+        "scale_by_trust_ratio",
+        ScaleByTrustRatioState,
+        hypers,
+        {},
+        math,
+        needs_params=True,
+    )
+
+
+def lamb(
+    learning_rate=1e-3,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-6,
+    eps_root=0.0,
+    weight_decay=0.0,
+    mask=None,
+    **storage,
+):
+    """LAMB (optax.lamb's arguments and chain): ``chain(scale_by_adam,
+    add_decayed_weights, scale_by_trust_ratio, scale_by_learning_rate)``.
+
+    ``p <- p - lr * (||p|| / ||u||) u`` per leaf, ``u`` AdamW's direction
+    (module docstring). ``storage``: ``mu_dtype``, ``nu_dtype``,
+    ``state_format``, ``seed`` as in :func:`adam_tx.scale_by_adam`.
+
+    >>> import adam_tx, jax.numpy as jnp
+    >>> opt = adam_tx.variants.lamb(0.1)
+    >>> p = jnp.array([3.0, 4.0]); s = opt.init(p)
+    >>> u, s = opt.update(jnp.array([1.0, -1.0]), s, p)
+    >>> [round(float(x), 4) for x in u]  # |p| = 5, u = (1, -1): lr * 5 / sqrt(2)
+    [-0.3536, 0.3536]
+
+    References:
+      You et al., "Large Batch Optimization for Deep Learning: Training BERT in
+      76 minutes", ICLR 2020.
+    """
+    return chain(
+        scale_by_adam(b1, b2, eps, eps_root, **storage),
+        nonnegative_decay(weight_decay, mask),
+        scale_by_trust_ratio(),
+        scale_by_learning_rate(learning_rate),
+    )
