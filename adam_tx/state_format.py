@@ -4,7 +4,20 @@ A format turns a moment held in the compute dtype into what the state keeps
 (``store``) and back (``load``). The moment math never sees the storage: the
 same formula runs whether a moment is kept in float32, bfloat16 or a quantized
 form, and every format keeps the state a plain pytree (checkpointable,
-shardable).
+shardable), born with its parameter's sharding.
+
+Default storage dtypes (``mu_dtype=None`` / ``nu_dtype=None``):
+
+* ``"nearest"``: the parameter's dtype, except float16 parameters, whose
+  moments are float32: float16's range (6e-8 .. 65504) loses ``v = g^2`` both
+  ways (``g = 1e-3`` underflows to 0 within 3000 steps, ``g = 300`` overflows
+  to inf). bfloat16 parameters keep bfloat16 moments: bfloat16 has float32's
+  range, and its coarse steps are what ``"stochastic"`` is for.
+* ``"stochastic"``: bfloat16, rounded stochastically (asking for stochastic
+  rounding is asking for bfloat16 storage; an explicit float32 dtype stores
+  float32, to nearest).
+* ``"int8"`` / ``"int4"``: blockwise codes for leaves of >= 4096 elements,
+  ``dtype`` (default float32) for smaller ones.
 """
 
 from __future__ import annotations
@@ -13,27 +26,49 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
 
 from adam_tx import _placement, quantization
 from adam_tx._validate import check_choice, check_float_dtype, check_nonnegative_int
-from adam_tx.rounding import stochastic_round_bf16
+from adam_tx.rounding import from_bfloat16, stochastic_round_bf16, to_bfloat16
 
-STATE_FORMATS = ("nearest", "stochastic", "int8")
+STATE_FORMATS = ("nearest", "stochastic", "int8", "int4")
+BF16 = jnp.dtype(jnp.bfloat16)
+
+
+def default_dtype(param: Any) -> jnp.dtype:
+    """A moment's storage dtype when none is given: the parameter's, float32 for
+    a float16 parameter (see the module docstring)."""
+    dtype = jnp.result_type(param)
+    return jnp.dtype(jnp.float32) if dtype == jnp.float16 else dtype
+
+
+def cast(x: jax.Array, dtype: Any) -> jax.Array:
+    """``x.astype(dtype)``, to nearest; float32 <-> bfloat16 on the bits
+    (:mod:`adam_tx.rounding`: XLA:CPU's own convert is slower)."""
+    dtype = jnp.dtype(dtype)
+    if x.dtype == jnp.float32 and dtype == BF16:
+        return to_bfloat16(x)
+    if x.dtype == BF16 and dtype.itemsize >= 4 and jnp.issubdtype(dtype, jnp.floating):
+        return from_bfloat16(x).astype(dtype)
+    return x.astype(dtype)
 
 
 class Plain(NamedTuple):
-    """Store the moment as an array of ``dtype`` (None: the parameter's dtype)."""
+    """Store the moment as an array of ``dtype`` (None: :func:`default_dtype`)."""
 
     dtype: Any = None
 
     def init(self, param: jax.Array) -> jax.Array:
-        return _placement.zeros_like(param, self.dtype or jnp.result_type(param))
+        dtype = default_dtype(param) if self.dtype is None else self.dtype
+        return _placement.zeros_like(param, dtype)
 
     def load(self, entry: jax.Array, dtype) -> jax.Array:
-        return entry.astype(dtype)
+        return cast(entry, dtype)
 
     def store(self, value: jax.Array, entry: jax.Array, key=None) -> jax.Array:
-        return value.astype(entry.dtype)
+        return cast(value, entry.dtype)
 
 
 class Stochastic(NamedTuple):
@@ -44,7 +79,7 @@ class Stochastic(NamedTuple):
     see :mod:`adam_tx.rounding`. Storage in any other dtype rounds to nearest.
     """
 
-    dtype: Any = None
+    dtype: Any = BF16
     seed: int = 0
     needs_key = True
 
@@ -52,65 +87,98 @@ class Stochastic(NamedTuple):
         return Plain(self.dtype).init(param)
 
     def load(self, entry: jax.Array, dtype) -> jax.Array:
-        return entry.astype(dtype)
+        return cast(entry, dtype)
 
     def store(self, value: jax.Array, entry: jax.Array, key=None) -> jax.Array:
-        if entry.dtype != jnp.bfloat16:
-            return value.astype(entry.dtype)
+        if entry.dtype != BF16:
+            return cast(value, entry.dtype)
         return stochastic_round_bf16(value, key)
 
 
-class Int8(NamedTuple):
-    """Blockwise 8-bit storage (:mod:`adam_tx.quantization`) for large leaves.
+class Blockwise(NamedTuple):
+    """Blockwise 8- or 4-bit storage (:mod:`adam_tx.quantization`).
 
     A leaf of at least ``min_size`` elements is kept as
-    :class:`adam_tx.quantization.Blocks` (one uint8 code per element and one
-    float32 absmax per ``block_size`` elements: 2.03 bytes/param for Adam's two
-    moments); a smaller leaf is a plain array of ``dtype`` (default float32),
-    where 8 bits would save little and cost accuracy. ``signed`` picks the code
-    map: signed for a first moment, unsigned for a non-negative second moment.
+    :class:`~adam_tx.quantization.Blocks` (8 bits: one uint8 code per element
+    and one float32 scale per block of 256 along the last axis, 2.03
+    bytes/param for Adam's two moments) or
+    :class:`~adam_tx.quantization.Nibbles` (4 bits, two codes per byte, blocks
+    of 128: 1.06 bytes/param; a leaf whose last axis is odd gets 8-bit codes).
+    A smaller leaf is a plain array of ``dtype`` (default float32), where the
+    codes would save little and cost accuracy.
+
+    ``signed`` picks the code map: signed for a first moment; for a
+    non-negative moment (a second moment, AdaMax's norm) the unsigned map,
+    which has no zero, applied to the moment's square root: ``sqrt(v)`` spans
+    half the decades of ``v``, and is never stored as 0, so the update
+    ``m / (sqrt(v) + eps)`` cannot blow up where ``v`` is small in its block
+    (Li et al. 2023).
     """
 
     signed: bool = True
     dtype: Any = None
-    block_size: int = quantization.BLOCK_SIZE
+    bits: int = 8
     min_size: int = 4096
 
-    def init(self, param: jax.Array) -> Any:
-        if jnp.size(param) < self.min_size:
-            return Plain(self.dtype or jnp.float32).init(param)
-        zero = quantization.quantize(
-            jnp.zeros(jnp.shape(param)), signed=self.signed, block_size=self.block_size
+    @property
+    def block_size(self) -> int:
+        return (
+            quantization.BLOCK_SIZE if self.bits == 8 else quantization.BLOCK_SIZE_4BIT
         )
-        return zero
+
+    def _bits_for(self, shape: tuple[int, ...]) -> int:
+        """4 where pairs of codes along the last axis can be packed, else 8."""
+        return 4 if self.bits == 4 and shape and shape[-1] % 2 == 0 else 8
+
+    def init(self, param: jax.Array) -> Any:
+        shape = tuple(jnp.shape(param))
+        if int(np.prod(shape, dtype=np.int64)) < self.min_size:
+            return Plain(self.dtype or jnp.float32).init(param)
+        bits = self._bits_for(shape)
+        q = quantization.quantize(
+            _placement.zeros_like(param, jnp.float32), signed=self.signed, bits=bits
+        )
+        return _placed(q, param)
 
     def load(self, entry: Any, dtype) -> jax.Array:
-        if not isinstance(entry, quantization.Blocks):
+        q = quantization.as_quantized(entry)
+        if q is None:
             return entry.astype(dtype)
-        _check_not_explicitly_sharded(entry.codes)
-        return quantization.dequantize(
-            entry, signed=self.signed, dtype=dtype, block_size=self.block_size
-        )
+        x = quantization.dequantize(q, signed=self.signed)
+        return (x if self.signed else x * x).astype(dtype)
 
     def store(self, value: jax.Array, entry: Any, key=None) -> Any:
-        if not isinstance(entry, quantization.Blocks):
+        q = quantization.as_quantized(entry)
+        if q is None:
             return value.astype(entry.dtype)
-        return quantization.quantize(
-            value, signed=self.signed, block_size=self.block_size
-        )
+        bits = 4 if isinstance(q, quantization.Nibbles) else 8
+        x = value if self.signed else jnp.sqrt(value)
+        new = quantization.quantize(x, signed=self.signed, bits=bits)
+        return quantization.like(entry, new)
 
 
-def _check_not_explicitly_sharded(codes: jax.Array) -> None:
-    """Blocks run across the flattened leaf: an explicit sharding cannot follow."""
-    spec = getattr(getattr(jax.typeof(codes), "sharding", None), "spec", None)
-    if spec and any(axis is not None for axis in spec):
-        raise NotImplementedError(
-            f"state_format='int8' keeps a moment in blocks of the flattened "
-            f"leaf, which a leaf of shape {tuple(codes.shape)} sharded as "
-            f"{spec} on an explicit-axis mesh cannot be split into; use a mesh "
-            f"with Auto axes (jax.make_mesh(..., axis_types=(AxisType.Auto, "
-            f"...))) or state_format='stochastic'"
-        )
+def _placed(q: Any, param: Any) -> Any:
+    """Eager ``init`` on a committed, sharded parameter: codes on the
+    parameter's sharding, scales by :func:`~adam_tx.quantization.scale_spec`
+    (traced or explicit-typed, they are placed by the computation itself)."""
+    sharding = getattr(param, "sharding", None)
+    if _placement.is_tracer(param) or not isinstance(sharding, NamedSharding):
+        return q
+    spec = quantization.scale_spec(
+        tuple(param.shape), sharding.spec, sharding.mesh, _block_size(q)
+    )
+    fields = q._asdict()
+    scales = jax.device_put(fields.pop("absmax"), NamedSharding(sharding.mesh, spec))
+    ((name, codes),) = fields.items()
+    if name == "codes":
+        codes = jax.device_put(codes, sharding)
+    return type(q)(**{name: codes, "absmax": scales})
+
+
+def _block_size(q: Any) -> int:
+    if isinstance(q, quantization.Nibbles):
+        return quantization.BLOCK_SIZE_4BIT
+    return quantization.BLOCK_SIZE
 
 
 def moment_format(
@@ -120,22 +188,29 @@ def moment_format(
     *,
     signed: bool = True,
     seed: int = 0,
-) -> Plain | Stochastic | Int8:
+) -> Plain | Stochastic | Blockwise:
     """The storage format for a moment argument such as ``mu_dtype``.
 
-    ``state_format`` is one of :data:`STATE_FORMATS`: ``"nearest"`` stores the
-    moment as ``dtype`` rounded to nearest; ``"stochastic"`` rounds bfloat16
-    storage stochastically (with ``seed``); ``"int8"`` quantizes leaves of at
-    least 4096 elements blockwise (``signed`` picks the code map) and keeps
-    smaller ones in ``dtype`` (default float32).
+    ``state_format`` is one of :data:`STATE_FORMATS`:
+
+    * ``"nearest"`` stores the moment as ``dtype`` rounded to nearest (None:
+      the parameter's dtype, float32 for float16 parameters);
+    * ``"stochastic"`` stores it as ``dtype`` (None: bfloat16), rounding
+      bfloat16 storage stochastically with ``seed``;
+    * ``"int8"`` / ``"int4"`` quantize leaves of at least 4096 elements
+      blockwise (``signed`` picks the code map) and keep smaller ones in
+      ``dtype`` (None: float32).
+
+    >>> moment_format("mu_dtype", None, "stochastic").dtype
+    dtype(bfloat16)
     """
     dtype = check_float_dtype(name, dtype)
     check_choice("state_format", state_format, STATE_FORMATS)
     check_nonnegative_int("seed", seed)
     if state_format == "stochastic":
-        return Stochastic(dtype, seed)
-    if state_format == "int8":
-        return Int8(signed, dtype)
+        return Stochastic(BF16 if dtype is None else jnp.dtype(dtype), seed)
+    if state_format in ("int8", "int4"):
+        return Blockwise(signed, dtype, int(state_format[3:]))
     return Plain(dtype)
 
 
