@@ -1,59 +1,139 @@
 """Ready-made optimizers: each a :func:`adam_tx.chain` of the pieces.
 
-Every rate accepts a float or a schedule. The Adam-family aliases take
-``mu_dtype``, ``nu_dtype``, ``state_format`` (``"nearest"``, ``"stochastic"``
-or ``"int8"``) and ``seed``, which choose how the moments are stored (see
-:func:`adam_tx.scale_by_adam`). The chains follow optax's order
-(preconditioner, decoupled decay, learning rate), so ``adamw`` takes the step
+Every alias that optax also defines takes optax 0.2.8's arguments, in its
+positional order and with its defaults (the list of deliberate differences,
+each for torch parity, is in ``docs/coming-from-optax.md``); what adam_tx adds
+comes after them, keyword-only. Every rate accepts a float, a JAX array or a
+schedule. The Adam-family aliases also take the moment :class:`Storage`
+options (``nu_dtype``, ``state_format``, ``seed``) as keywords, declared once
+here. The chains follow optax's order (preconditioner, decoupled decay,
+learning rate), so ``adamw`` takes the step
 ``p <- p - lr * (adam_direction + wd * p)``, exactly as torch.optim.AdamW and
 optax.adamw do. Where torch couples weight decay as an L2 term (``SGD``,
-``RMSprop``, ``Adagrad``), the aliases do too: the decay is added to the
-gradient before the preconditioner.
+``RMSprop``, ``Adagrad``, ``Adamax``), the ``weight_decay`` extras do too: the
+decay is added to the gradient before the preconditioner.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import optax
+
 from adam_tx._fusion import chain
-from adam_tx._validate import check_nonnegative, is_schedule
+from adam_tx._typing import DType, Numeric, ScalarOrSchedule
+from adam_tx._validate import check_nonnegative, is_schedule, is_traced
 from adam_tx.adabelief import scale_by_belief
 from adam_tx.adam import scale_by_adam
 from adam_tx.adamax import scale_by_adamax
 from adam_tx.amsgrad import scale_by_amsgrad
 from adam_tx.baselines import scale_by_adagrad, scale_by_rms, trace
-from adam_tx.learning_rate import scale_by_learning_rate
+from adam_tx.learning_rate import identity, scale_by_learning_rate
 from adam_tx.weight_decay import add_decayed_weights
 
+Optimizer = optax.GradientTransformationExtraArgs
 
-def _optional_decay(weight_decay, mask=None):
-    """``add_decayed_weights`` as a chain member, or nothing when the decay is 0.
+
+class Storage(NamedTuple):
+    """How an Adam-family alias stores its moments, beyond optax's ``mu_dtype``.
+
+    Each field is also a keyword-only argument of every alias that keeps
+    moments (:func:`adam`, :func:`adamw`, ...), passed to its
+    ``scale_by_*`` transform; see :func:`adam_tx.scale_by_adam`.
+
+    Attributes:
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"``, ``"stochastic"`` (bfloat16 storage rounded
+        stochastically) or ``"int8"`` (blockwise 8-bit).
+      seed: seed of the stochastic rounding key (None: 0). None by default, so
+        that ``optax.inject_hyperparams`` does not take it for a rate.
+    """
+
+    nu_dtype: DType | None = None
+    state_format: str = "nearest"
+    seed: int | None = None
+
+    def options(self, mu_dtype: DType | None, **more: Any) -> dict[str, Any]:
+        """The keywords of a ``scale_by_*`` transform, with ``mu_dtype`` and
+        ``more`` of the alias's."""
+        seed = 0 if self.seed is None else self.seed
+        return dict(mu_dtype=mu_dtype, **self._replace(seed=seed)._asdict(), **more)
+
+
+def _stores_moments(alias: Callable[..., Optimizer]) -> Callable[..., Optimizer]:
+    """Give ``alias`` the fields of :class:`Storage` as keyword-only parameters.
+
+    ``alias`` declares a last parameter ``storage: Storage``; the wrapper's
+    signature (what ``inspect.signature``, ``optax.inject_hyperparams`` and
+    ``help`` see) replaces it by ``nu_dtype``, ``state_format`` and ``seed``,
+    and collects those into the ``Storage`` it passes on.
+    """
+    sig = inspect.signature(alias)
+    params = [p for name, p in sig.parameters.items() if name != "storage"]
+    params += [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=default,
+            annotation=Storage.__annotations__[name],
+        )
+        for name, default in Storage._field_defaults.items()
+    ]
+
+    @functools.wraps(alias)
+    def wrapper(*args: Any, **kwargs: Any) -> Optimizer:
+        fields = {k: kwargs.pop(k) for k in Storage._fields if k in kwargs}
+        return alias(*args, storage=Storage(**fields), **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)
+    del wrapper.__wrapped__  # inspect.signature would follow it to ``alias``
+    return wrapper
+
+
+def _is_zero(value: Any) -> bool:
+    """A concrete 0 (so the transform it scales can be left out of a chain)."""
+    if value is None:
+        return True
+    if is_schedule(value) or is_traced(value):
+        return False
+    return value == 0
+
+
+def _optional_decay(weight_decay: Any, mask: Any = None) -> tuple[Any, ...]:
+    """``add_decayed_weights`` as a chain member, or nothing for 0 or None.
 
     Placed before the preconditioner it is torch's coupled L2 decay; after it,
     decoupled (AdamW-style) decay.
     """
+    if weight_decay is None:
+        return ()
     check_nonnegative("weight_decay", weight_decay)
-    if not is_schedule(weight_decay) and weight_decay == 0:
+    if _is_zero(weight_decay):
         return ()
     return (add_decayed_weights(weight_decay, mask),)
 
 
+@_stores_moments
 def adam(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: Numeric = 0.9,
+    b2: Numeric = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
+    mu_dtype: DType | None = None,
     *,
-    mu_dtype=None,
-    nu_dtype=None,
     nesterov: bool = False,
-    state_format: str = "nearest",
-    seed: int = 0,
-):
+    storage: Storage,
+) -> Optimizer:
     """Adam: ``chain(scale_by_adam(...), scale_by_learning_rate(lr))``.
 
     ``p <- p - lr * m_hat / (sqrt(v_hat + eps_root) + eps)``. For torch's
     ``Adam(weight_decay=wd)`` (L2, coupled) chain
-    ``add_decayed_weights(wd)`` in front.
+    ``add_decayed_weights(wd)`` in front. The arguments are optax.adam's;
+    ``nu_dtype``, ``state_format`` and ``seed`` are :class:`Storage`'s.
 
     >>> import adam_tx, optax, jax.numpy as jnp
     >>> opt = adam_tx.adam(0.1)
@@ -67,41 +147,32 @@ def adam(
     """
     return chain(
         scale_by_adam(
-            b1,
-            b2,
-            eps,
-            eps_root,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            nesterov=nesterov,
-            state_format=state_format,
-            seed=seed,
+            b1, b2, eps, eps_root, **storage.options(mu_dtype, nesterov=nesterov)
         ),
         scale_by_learning_rate(learning_rate),
     )
 
 
+@_stores_moments
 def adamw(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
-    weight_decay=1e-4,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: Numeric = 0.9,
+    b2: Numeric = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
+    mu_dtype: DType | None = None,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Any | Callable[..., Any] | None = None,
     *,
-    mask=None,
-    mu_dtype=None,
-    nu_dtype=None,
     nesterov: bool = False,
-    state_format: str = "nearest",
-    seed: int = 0,
-):
+    storage: Storage,
+) -> Optimizer:
     """AdamW: Adam with decoupled weight decay.
 
     ``p <- p - lr * (m_hat / (sqrt(v_hat) + eps) + wd * p)``. torch.optim.AdamW
     takes the same step; its default ``weight_decay`` is 1e-2, ours (and
     optax's) 1e-4. ``mask`` as in :func:`adam_tx.add_decayed_weights`
-    (e.g. ``adam_tx.decay_mask``).
+    (e.g. ``adam_tx.decay_mask``). The arguments are optax.adamw's.
 
     >>> import adam_tx, optax, jax.numpy as jnp
     >>> opt = adam_tx.adamw(0.1, weight_decay=0.5)
@@ -113,24 +184,28 @@ def adamw(
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
+    check_nonnegative("weight_decay", weight_decay)
     return chain(
         scale_by_adam(
-            b1,
-            b2,
-            eps,
-            eps_root,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            nesterov=nesterov,
-            state_format=state_format,
-            seed=seed,
+            b1, b2, eps, eps_root, **storage.options(mu_dtype, nesterov=nesterov)
         ),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
 
 
-def nadam(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, **kwargs):
+@_stores_moments
+def nadam(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: Numeric = 0.9,
+    b2: Numeric = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
+    mu_dtype: DType | None = None,
+    *,
+    nesterov: bool = True,
+    storage: Storage,
+) -> Optimizer:
     """NAdam in optax's form: :func:`adam` with ``nesterov=True``.
 
     torch.optim.NAdam additionally decays the momentum with a schedule
@@ -148,18 +223,32 @@ def nadam(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, **kwargs
     >>> [round(float(x), 4) for x in u]
     [-0.1474, 0.1474]
     """
-    return adam(learning_rate, b1, b2, eps, eps_root, nesterov=True, **kwargs)
+    return adam(
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        nesterov=nesterov,
+        **storage._asdict(),
+    )
 
 
+@_stores_moments
 def nadamw(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
-    weight_decay=1e-4,
-    **kwargs,
-):
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: Numeric = 0.9,
+    b2: Numeric = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
+    mu_dtype: DType | None = None,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Any | Callable[..., Any] | None = None,
+    *,
+    nesterov: bool = True,
+    storage: Storage,
+) -> Optimizer:
     """NAdamW: :func:`adamw` with Nesterov momentum (optax.nadamw).
 
     The step is ``lr * (nadam_direction + weight_decay * p)``:
@@ -175,29 +264,41 @@ def nadamw(
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
     return adamw(
-        learning_rate, b1, b2, eps, eps_root, weight_decay, nesterov=True, **kwargs
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        weight_decay,
+        mask,
+        nesterov=nesterov,
+        **storage._asdict(),
     )
 
 
+@_stores_moments
 def amsgrad(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: Numeric = 0.9,
+    b2: Numeric = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
+    mu_dtype: DType | None = None,
+    bias_correction_mu: bool = True,
+    bias_correction_nu: bool = True,
     *,
     max_of: str = "nu_hat",
-    weight_decay=0.0,
-    mask=None,
-    mu_dtype=None,
-    nu_dtype=None,
-    state_format: str = "nearest",
-    seed: int = 0,
-):
+    weight_decay: ScalarOrSchedule | None = None,
+    mask: Any | Callable[..., Any] | None = None,
+    storage: Storage,
+) -> Optimizer:
     """AMSGrad; ``max_of="nu"`` for torch's ``Adam(amsgrad=True)`` convention.
 
     ``weight_decay`` is decoupled (torch's ``AdamW(amsgrad=True)``); see
-    :mod:`adam_tx.amsgrad` for the two conventions.
+    :mod:`adam_tx.amsgrad` for the two conventions. The arguments are
+    optax.amsgrad's; only the bias-corrected form (``bias_correction_mu`` and
+    ``bias_correction_nu`` True, the default) is implemented.
 
     References:
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
@@ -210,37 +311,34 @@ def amsgrad(
     >>> [round(float(x), 4) for x in u]
     [-0.1, 0.1]
     """
+    if not (bias_correction_mu and bias_correction_nu):
+        raise NotImplementedError(
+            f"amsgrad(bias_correction_mu={bias_correction_mu!r}, "
+            f"bias_correction_nu={bias_correction_nu!r}): only the bias-corrected "
+            "AMSGrad is implemented; use optax.amsgrad for the uncorrected forms"
+        )
     return chain(
         scale_by_amsgrad(
-            b1,
-            b2,
-            eps,
-            eps_root,
-            max_of=max_of,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            state_format=state_format,
-            seed=seed,
+            b1, b2, eps, eps_root, **storage.options(mu_dtype, max_of=max_of)
         ),
         *_optional_decay(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
 
 
+@_stores_moments
 def adabelief(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-16,
-    eps_root=1e-16,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: Numeric = 0.9,
+    b2: Numeric = 0.999,
+    eps: Numeric = 1e-16,
+    eps_root: Numeric = 1e-16,
     *,
-    mu_dtype=None,
-    nu_dtype=None,
     nesterov: bool = False,
-    state_format: str = "nearest",
-    seed: int = 0,
-):
-    """AdaBelief (optax.adabelief's form).
+    mu_dtype: DType | None = None,
+    storage: Storage,
+) -> Optimizer:
+    """AdaBelief (optax.adabelief's form and arguments).
 
     References:
       Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
@@ -256,34 +354,26 @@ def adabelief(
     """
     return chain(
         scale_by_belief(
-            b1,
-            b2,
-            eps,
-            eps_root,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            nesterov=nesterov,
-            state_format=state_format,
-            seed=seed,
+            b1, b2, eps, eps_root, **storage.options(mu_dtype, nesterov=nesterov)
         ),
         scale_by_learning_rate(learning_rate),
     )
 
 
+@_stores_moments
 def adamax(
-    learning_rate=2e-3,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
+    learning_rate: ScalarOrSchedule = 2e-3,
+    b1: Numeric = 0.9,
+    b2: Numeric = 0.999,
+    eps: Numeric = 1e-8,
     *,
-    weight_decay=0.0,
-    mu_dtype=None,
-    nu_dtype=None,
-    state_format: str = "nearest",
-    seed: int = 0,
-):
-    """Adamax. Defaults are torch.optim.Adamax's (lr 2e-3); ``weight_decay`` is
-    coupled L2, as torch's.
+    weight_decay: ScalarOrSchedule | None = None,
+    mu_dtype: DType | None = None,
+    storage: Storage,
+) -> Optimizer:
+    """Adamax (optax.adamax's arguments). ``weight_decay`` is coupled L2, as
+    torch.optim.Adamax's; the default learning rate, where optax asks for
+    one, is torch's 2e-3.
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, 7.1.
@@ -298,37 +388,35 @@ def adamax(
     """
     return chain(
         *_optional_decay(weight_decay),
-        scale_by_adamax(
-            b1,
-            b2,
-            eps,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            state_format=state_format,
-            seed=seed,
-        ),
+        scale_by_adamax(b1, b2, eps, **storage.options(mu_dtype)),
         scale_by_learning_rate(learning_rate),
     )
 
 
 def rmsprop(
-    learning_rate=1e-2,
-    decay=0.9,
-    eps=1e-8,
-    initial_scale=0.0,
-    *,
-    centered: bool = False,
-    momentum=0.0,
-    nesterov: bool = False,
+    learning_rate: ScalarOrSchedule = 1e-2,
+    decay: Numeric = 0.9,
+    eps: Numeric = 1e-8,
+    initial_scale: Numeric = 0.0,
     eps_in_sqrt: bool = True,
-    weight_decay=0.0,
-):
-    """RMSProp, optionally centered and with momentum.
+    centered: bool = False,
+    momentum: Numeric | None = None,
+    nesterov: bool = False,
+    bias_correction: bool = False,
+    *,
+    weight_decay: ScalarOrSchedule | None = None,
+) -> Optimizer:
+    """RMSProp, optionally centered and with momentum (optax.rmsprop's arguments).
 
     optax's defaults (``decay=0.9``, eps inside the root). For
     ``torch.optim.RMSprop(lr, alpha, eps, weight_decay, momentum, centered)``
     use ``rmsprop(lr, decay=alpha, eps=eps, eps_in_sqrt=False, ...)``; torch's
     default alpha is 0.99. ``weight_decay`` is coupled L2, as torch's.
+
+    For torch parity the learning rate scales the momentum buffer (torch's
+    ``p -= lr * buf``), where optax.rmsprop accumulates ``lr_t``-scaled
+    updates in it: the two agree while the learning rate is constant, and the
+    state is ``(rms, trace, lr)`` where optax's is ``(rms, lr, trace)``.
 
     References:
       Tieleman & Hinton, "Lecture 6.5 - RMSProp", COURSERA 2012.
@@ -342,31 +430,33 @@ def rmsprop(
     >>> [round(float(x), 4) for x in u]
     [-0.3162, 0.3162]
     """
-    check_nonnegative("momentum", momentum)
-    use_momentum = is_schedule(momentum) or momentum > 0
+    rms = scale_by_rms(
+        decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered=centered
+    )
+    momentum_ = () if momentum is None else (trace(momentum, nesterov),)
     return chain(
         *_optional_decay(weight_decay),
-        scale_by_rms(
-            decay, eps, initial_scale, centered=centered, eps_in_sqrt=eps_in_sqrt
-        ),
-        *((trace(momentum, nesterov=nesterov),) if use_momentum else ()),
+        rms,
+        *momentum_,
         scale_by_learning_rate(learning_rate),
     )
 
 
 def adagrad(
-    learning_rate=1e-2,
-    initial_accumulator_value=0.0,
-    eps=1e-10,
+    learning_rate: ScalarOrSchedule = 1e-2,
+    initial_accumulator_value: Numeric = 0.0,
+    eps: Numeric = 1e-10,
     *,
-    lr_decay: float = 0.0,
-    weight_decay=0.0,
-):
+    lr_decay: Numeric | None = None,
+    weight_decay: ScalarOrSchedule | None = None,
+) -> Optimizer:
     """AdaGrad with torch.optim.Adagrad's semantics and defaults.
 
     ``lr_t = lr / (1 + t * lr_decay)`` (t counted from 0); eps outside the root;
-    ``weight_decay`` is coupled L2. optax.adagrad starts the accumulator at 0.1
-    and puts eps (1e-7) inside the root.
+    ``weight_decay`` is coupled L2. optax's arguments in optax's order, but for
+    torch parity its defaults and eps are torch's: optax.adagrad starts the
+    accumulator at 0.1 and puts eps (1e-7) inside the root (for optax's
+    numbers, ``adagrad(lr, 0.1, 1e-7)`` differs only in where eps goes).
 
     References:
       Duchi, Hazan & Singer, JMLR 2011.
@@ -379,9 +469,11 @@ def adagrad(
     >>> [round(float(x), 4) for x in u]
     [-0.1, 0.1]
     """
-    check_nonnegative("lr_decay", lr_decay)
     lr = learning_rate
-    if lr_decay:
+    if lr_decay is not None:
+        check_nonnegative("lr_decay", lr_decay)
+
+    if not _is_zero(lr_decay):
 
         def lr(count, base=learning_rate):
             value = base(count) if is_schedule(base) else base
@@ -395,18 +487,22 @@ def adagrad(
 
 
 def sgd(
-    learning_rate=1e-2,
-    momentum=0.0,
+    learning_rate: ScalarOrSchedule = 1e-2,
+    momentum: Numeric | None = None,
     nesterov: bool = False,
+    accumulator_dtype: DType | None = None,
     *,
-    dampening=0.0,
-    weight_decay=0.0,
-):
-    """SGD with optional (Nesterov) momentum, torch.optim.SGD's semantics.
+    dampening: Numeric | None = None,
+    weight_decay: ScalarOrSchedule | None = None,
+) -> Optimizer:
+    """SGD with optional (Nesterov) momentum: optax.sgd's arguments and state,
+    torch.optim.SGD's semantics.
 
     ``b_t = momentum b_{t-1} + (1 - dampening) g_t`` (``b_1 = g_1``),
     ``p <- p - lr * b_t`` (or ``g_t + momentum b_t`` with Nesterov);
-    ``weight_decay`` is coupled L2.
+    ``weight_decay`` is coupled L2. As in optax, ``momentum=None`` keeps no
+    momentum buffer (the state holds ``optax.EmptyState()`` in its place) and a
+    number, 0 included, keeps one (:class:`adam_tx.TraceState`).
 
     References:
       Sutskever et al., "On the importance of initialization and momentum in
@@ -418,16 +514,13 @@ def sgd(
     >>> [round(float(x), 4) for x in u]
     [-0.2, 0.05]
     """
-    check_nonnegative("momentum", momentum)
-    use_momentum = is_schedule(momentum) or momentum > 0
-    if nesterov and not use_momentum:
-        raise ValueError("nesterov=True needs momentum > 0")
+    if momentum is None:
+        for name, value in (("nesterov", nesterov), ("dampening", dampening)):
+            if value not in (None, False):
+                raise ValueError(f"{name}={value!r} needs momentum: got momentum=None")
+        buffer = identity()
+    else:
+        buffer = trace(momentum, nesterov, accumulator_dtype, dampening=dampening)
     return chain(
-        *_optional_decay(weight_decay),
-        *(
-            (trace(momentum, nesterov=nesterov, dampening=dampening),)
-            if use_momentum
-            else ()
-        ),
-        scale_by_learning_rate(learning_rate),
+        *_optional_decay(weight_decay), buffer, scale_by_learning_rate(learning_rate)
     )

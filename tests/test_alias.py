@@ -1,6 +1,10 @@
 """The aliases equal their compositions of reference pieces, and optax's."""
 
+import inspect
+
+import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 import reference as R
@@ -123,6 +127,89 @@ def test_adamw_state_layout_is_optax_chains():
     assert jax.tree.structure(ours[0].mu) == jax.tree.structure(p)
 
 
-def test_sgd_nesterov_needs_momentum():
-    with pytest.raises(ValueError, match="momentum"):
-        adam_tx.sgd(1e-2, nesterov=True)
+# --------------------------------------------------------------------------
+# optax's contract: positional order, defaults and state layout.
+
+
+def test_sgd_state_is_optax_layout():
+    p = {"w": jnp.ones(3)}
+    plain, ref = adam_tx.sgd(0.1).init(p), optax.sgd(0.1).init(p)
+    assert isinstance(plain[0], optax.EmptyState) and isinstance(ref[0], type(ref[0]))
+    assert len(plain) == len(ref) == 2
+    # momentum=0.0 keeps a (zero-decay) buffer, as optax does.
+    zero = adam_tx.sgd(0.1, 0.0).init(p)
+    assert isinstance(zero[0], adam_tx.TraceState)
+    assert isinstance(optax.sgd(0.1, 0.0).init(p)[0], optax.TraceState)
+    R.check_against_transform(
+        lambda: adam_tx.sgd(LR, 0.0), lambda: optax.sgd(LR, 0.0), "float32"
+    )
+
+
+def test_sgd_accumulator_dtype():
+    tx = adam_tx.sgd(0.1, 0.9, False, jnp.bfloat16)
+    p = {"w": jnp.ones(3)}
+    state = tx.init(p)
+    assert state[0].trace["w"].dtype == jnp.bfloat16
+    _, state = tx.update(p, state, p)
+    assert state[0].trace["w"].dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("kw", [{"nesterov": True}, {"dampening": 0.5}])
+def test_sgd_momentum_options_need_momentum(kw):
+    with pytest.raises(ValueError, match="needs momentum"):
+        adam_tx.sgd(1e-2, **kw)
+
+
+def test_adamw_positional_arguments_are_optax_order():
+    # optax.adamw(lr, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask)
+    args = (1e-2, 0.8, 0.99, 1e-6, 0.0, jnp.bfloat16, 0.3, None)
+    p = {"w": jnp.ones(3)}
+    state = adam_tx.adamw(*args).init(p)
+    assert state[0].mu["w"].dtype == jnp.bfloat16
+    assert float(adam_tx.get_hyperparams(state)["weight_decay"]) == pytest.approx(0.3)
+    R.check_against_transform(
+        lambda: adam_tx.adamw(*args[:5], None, *args[6:]),
+        lambda: optax.adamw(*args[:5], None, *args[6:]),
+        "float32",
+        rtol32=R.OPTAX_ADAM_RTOL,
+    )
+
+
+def test_rmsprop_positional_arguments_are_optax_order():
+    # (lr, decay, eps, initial_scale, eps_in_sqrt, centered, momentum, nesterov,
+    #  bias_correction): a constant rate, where the two chains agree.
+    args = (1e-2, 0.8, 1e-6, 0.1, False, True, 0.5, True, True)
+    R.check_against_transform(
+        lambda: adam_tx.rmsprop(*args), lambda: optax.rmsprop(*args), "float32"
+    )
+
+
+def test_storage_options_are_declared_once_and_forwarded():
+    sig = inspect.signature(adam_tx.adam)
+    for name in adam_tx.alias.Storage._fields:
+        assert sig.parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+    tx = adam_tx.nadamw(1e-3, nu_dtype=jnp.bfloat16, state_format="stochastic", seed=3)
+    state = tx.init({"w": jnp.ones(3)})
+    assert state[0].nu["w"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(state[0].rng, jax.random.PRNGKey(3))
+    with pytest.raises(TypeError, match="storage"):
+        adam_tx.adam(1e-3, storage=adam_tx.alias.Storage())
+
+
+def test_amsgrad_uncorrected_forms_are_refused():
+    with pytest.raises(NotImplementedError, match="bias_correction_mu=False"):
+        adam_tx.amsgrad(1e-3, bias_correction_mu=False)
+
+
+def test_extras_default_to_none_so_inject_hyperparams_leaves_them_out():
+    # optax.inject_hyperparams turns every numeric default into a hyperparameter.
+    for name in ("sgd", "rmsprop", "adagrad", "adamax", "amsgrad"):
+        sig = inspect.signature(getattr(adam_tx, name))
+        numeric = [
+            p.name
+            for p in sig.parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+            and isinstance(p.default, (int, float))
+            and not isinstance(p.default, bool)
+        ]
+        assert numeric == [], (name, numeric)
