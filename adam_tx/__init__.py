@@ -7,7 +7,7 @@ elementwise pass per parameter).
 
 from optax import apply_updates
 
-from adam_tx import checkpoint, debug, recipes, schedules, sharding
+from adam_tx import checkpoint, debug, recipes, schedules, sharding, variants
 from adam_tx._fusion import chain
 from adam_tx.adabelief import ScaleByBeliefState, scale_by_belief
 from adam_tx.adam import ScaleByAdamState, scale_by_adam
@@ -58,11 +58,78 @@ from adam_tx.memory import StateReport, state_bytes, state_report
 from adam_tx.nonfinite import SkipNonfiniteState, skip_nonfinite
 from adam_tx.stats import TrackStatsState, stats, track_stats
 from adam_tx.switch import SwitchState, switch
+from adam_tx.variants import (
+    ScaleByAdamAtan2State,
+    ScaleByAdemamixState,
+    ScaleByAdoptState,
+    ScaleByRAdamState,
+    ScaleByRmsDebiasedState,
+    ScaleByScheduleFreeState,
+    ScaleByStableAdamState,
+    ScaleByTrustRatioState,
+    SkipSpikesState,
+    adam_atan2,
+    ademamix,
+    adopt,
+    alpha_scheduler,
+    b3_scheduler,
+    cautious,
+    cautious_adamw,
+    cautious_mask,
+    lamb,
+    radam,
+    scale_by_adam_atan2,
+    scale_by_ademamix,
+    scale_by_adopt,
+    scale_by_radam,
+    scale_by_rms_debiased,
+    scale_by_schedule_free,
+    scale_by_stable_adam,
+    scale_by_trust_ratio,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    skip_spikes,
+    stable_adamw,
+    wsd_schedule,
+)
 from adam_tx.weight_decay import AddDecayedWeightsState, add_decayed_weights, decay_mask
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ScaleByAdamAtan2State",
+    "ScaleByAdemamixState",
+    "ScaleByAdoptState",
+    "ScaleByRAdamState",
+    "ScaleByRmsDebiasedState",
+    "ScaleByScheduleFreeState",
+    "ScaleByStableAdamState",
+    "ScaleByTrustRatioState",
+    "SkipSpikesState",
+    "adam_atan2",
+    "ademamix",
+    "adopt",
+    "alpha_scheduler",
+    "b3_scheduler",
+    "cautious",
+    "cautious_adamw",
+    "cautious_mask",
+    "lamb",
+    "radam",
+    "scale_by_adam_atan2",
+    "scale_by_ademamix",
+    "scale_by_adopt",
+    "scale_by_radam",
+    "scale_by_rms_debiased",
+    "scale_by_schedule_free",
+    "scale_by_stable_adam",
+    "scale_by_trust_ratio",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
+    "skip_spikes",
+    "stable_adamw",
+    "wsd_schedule",
+    "variants",
     "GroupedState",
     "AdaptiveGradClipState",
     "AddDecayedWeightsState",

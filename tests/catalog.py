@@ -46,6 +46,15 @@ def _adam_family(name: str, passes: int, copies: int = 0) -> Entry:
     )
 
 
+def _variant(name: str, make, passes: int, optax_fn=None) -> Entry:
+    return Entry(name, make, formats=True, passes=passes, optax=optax_fn)
+
+
+def _nu_only(fmt: dict[str, Any]) -> dict[str, Any]:
+    """Schedule-free keeps one moment (nu): the format without ``mu_dtype``."""
+    return {k: v for k, v in fmt.items() if k != "mu_dtype"}
+
+
 CATALOG: list[Entry] = [
     # Full optimizers (aliases).
     _adam_family("adam", 4),
@@ -68,7 +77,54 @@ CATALOG: list[Entry] = [
     Entry("adagrad", lambda: adam_tx.adagrad(1e-2), passes=3),
     Entry("sgd", lambda: adam_tx.sgd(1e-2), passes=2),
     Entry("sgd_momentum", lambda: adam_tx.sgd(1e-2, momentum=0.9), passes=3),
+    # The variants (adam_tx.variants).
+    _variant("radam", lambda **f: adam_tx.radam(1e-3, **f), 4, optax.radam),
+    _variant("lamb", lambda **f: adam_tx.lamb(1e-3, **f), 6, optax.lamb),
+    _variant("adopt", lambda **f: adam_tx.adopt(1e-3, **f), 4),
+    _variant("ademamix", lambda **f: adam_tx.ademamix(1e-3, **f), 5),
+    _variant("cautious_adamw", lambda **f: adam_tx.cautious_adamw(1e-3, **f), 6),
+    _variant("adam_atan2", lambda **f: adam_tx.adam_atan2(1e-3, **f), 4),
+    _variant("stable_adamw", lambda **f: adam_tx.stable_adamw(1e-3, **f), 5),
+    _variant(
+        "schedule_free_adamw",
+        lambda **f: adam_tx.schedule_free_adamw(1e-3, **_nu_only(f)),
+        5,
+    ),
     # Pieces.
+    Entry(
+        "scale_by_radam",
+        lambda **fmt: adam_tx.scale_by_radam(**fmt),
+        formats=True,
+        optax=optax.scale_by_radam,
+    ),
+    Entry("scale_by_adopt", lambda **fmt: adam_tx.scale_by_adopt(**fmt), formats=True),
+    Entry(
+        "scale_by_ademamix",
+        lambda **fmt: adam_tx.scale_by_ademamix(**fmt),
+        formats=True,
+    ),
+    Entry(
+        "scale_by_adam_atan2",
+        lambda **fmt: adam_tx.scale_by_adam_atan2(**fmt),
+        formats=True,
+    ),
+    Entry(
+        "scale_by_stable_adam",
+        lambda **fmt: adam_tx.scale_by_stable_adam(**fmt),
+        formats=True,
+    ),
+    Entry(
+        "scale_by_rms_debiased",
+        lambda **fmt: adam_tx.scale_by_rms_debiased(**_nu_only(fmt)),
+        formats=True,
+    ),
+    Entry("scale_by_schedule_free", lambda: adam_tx.scale_by_schedule_free(1e-3)),
+    Entry(
+        "scale_by_trust_ratio",
+        lambda: adam_tx.scale_by_trust_ratio(),
+        optax=optax.scale_by_trust_ratio,
+    ),
+    Entry("cautious", lambda: adam_tx.cautious(adam_tx.scale_by_adam())),
     Entry(
         "scale_by_adam",
         lambda **fmt: adam_tx.scale_by_adam(**fmt),

@@ -169,6 +169,7 @@ NOT_CATALOGED = {
     "switch",
     "track_stats",
     "debug",
+    "skip_spikes",  # a guard around an inner transform, like skip_nonfinite
 }
 
 
