@@ -34,7 +34,7 @@ from adam_tx.adam import check_adam_args
 from adam_tx.bias_correction import correction, debias
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import adaptive_step, ema, ema_sq
-from adam_tx.variants._common import moment_formats, nonnegative_decay
+from adam_tx.variants._common import moment_formats, nonnegative_decay, storage_keywords
 
 
 class ScaleByAdemamixState(NamedTuple):
@@ -156,6 +156,7 @@ def scale_by_ademamix(
     )
 
 
+@storage_keywords
 def ademamix(
     learning_rate=1e-3,
     b1=0.9,

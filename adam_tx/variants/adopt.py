@@ -34,6 +34,7 @@ from adam_tx.variants._common import (
     adam_formats,
     decoupled_decay,
     order_entry_after,
+    storage_keywords,
 )
 
 
@@ -195,6 +196,7 @@ def _v_after_m(tx):
     )
 
 
+@storage_keywords
 def adopt(
     learning_rate=1e-3,
     b1=0.9,

@@ -27,7 +27,7 @@ from adam_tx.adam import adam_corrections, first_moment_direction
 from adam_tx.bias_correction import debias
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import ema, ema_sq
-from adam_tx.variants._common import adam_formats, nonnegative_decay
+from adam_tx.variants._common import adam_formats, nonnegative_decay, storage_keywords
 
 
 class ScaleByAdamAtan2State(NamedTuple):
@@ -109,6 +109,7 @@ def scale_by_adam_atan2(
     )
 
 
+@storage_keywords
 def adam_atan2(
     learning_rate=1e-3,
     b1=0.9,

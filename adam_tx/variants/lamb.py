@@ -28,7 +28,7 @@ from adam_tx._validate import check_nonnegative, check_positive
 from adam_tx.adam import scale_by_adam
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import abs_sq
-from adam_tx.variants._common import nonnegative_decay
+from adam_tx.variants._common import nonnegative_decay, storage_keywords
 
 
 class ScaleByTrustRatioState(NamedTuple):
@@ -98,6 +98,7 @@ def scale_by_trust_ratio(min_norm=0.0, trust_coefficient=1.0, eps=0.0):
     )
 
 
+@storage_keywords
 def lamb(
     learning_rate=1e-3,
     b1=0.9,

@@ -38,7 +38,7 @@ from adam_tx.adam import (
 from adam_tx.bias_correction import debias
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import adaptive_step, ema, ema_sq
-from adam_tx.variants._common import adam_formats, decoupled_decay
+from adam_tx.variants._common import adam_formats, decoupled_decay, storage_keywords
 
 EPS_CONVENTIONS = ("optax", "torch")
 
@@ -213,6 +213,7 @@ def scale_by_radam(
     )
 
 
+@storage_keywords
 def radam(
     learning_rate=1e-3,
     b1=0.9,

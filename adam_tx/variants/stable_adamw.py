@@ -39,6 +39,7 @@ from adam_tx.variants._common import (
     adam_formats,
     in_loop_sum_of_squares,
     nonnegative_decay,
+    storage_keywords,
 )
 
 
@@ -121,6 +122,7 @@ def scale_by_stable_adam(
     )
 
 
+@storage_keywords
 def stable_adamw(
     learning_rate=1e-3,
     b1=0.9,
