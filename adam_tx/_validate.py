@@ -17,8 +17,12 @@ import numpy as np
 
 
 def is_schedule(value: Any) -> bool:
-    """True for a schedule (a callable of the step count), False for a number."""
-    return callable(value)
+    """True for a schedule (a callable of the step count), False for a number.
+
+    A class is not a schedule, though callable: ``jnp.float32`` passed for a
+    rate is a mistake to report, not a schedule whose value at step 0 is 0.
+    """
+    return callable(value) and not isinstance(value, type)
 
 
 def is_traced(value: Any) -> bool:
@@ -207,6 +211,21 @@ def check_nonnegative_int(name: str, value: Any, high: int | None = None) -> Non
     _check_int(name, value, 0, high)
 
 
+def check_axes(name: str, value: Any) -> None:
+    """``value`` is None, an integer axis or a tuple of integer axes."""
+    axes = value if isinstance(value, (tuple, list)) else (value,)
+
+    def is_int(a: Any) -> bool:
+        return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+
+    if value is None or (axes and all(is_int(a) for a in axes)):
+        return
+    raise TypeError(
+        f"{name}={value!r} is not valid: expected None, an integer axis or a tuple "
+        "of integer axes"
+    )
+
+
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not valid: expected one of {choices}")
@@ -216,6 +235,11 @@ def check_float_dtype(name: str, value: Any) -> Any:
     """Return the canonical floating dtype for ``value`` (None passes through)."""
     if value is None:
         return None
+    if isinstance(value, (np.ndarray, jax.Array)):  # jnp.dtype(arr) is deprecated
+        raise ValueError(
+            f"{name}={value!r} is not a dtype: expected a floating dtype (for an "
+            f"array's, pass arr.dtype)"
+        )
     try:
         dtype = jnp.dtype(value)
     except TypeError as err:

@@ -25,7 +25,7 @@ import optax
 
 from adam_tx._fusion import chain
 from adam_tx._typing import DType, Numeric, ScalarOrSchedule
-from adam_tx._validate import check_nonnegative, is_schedule, is_traced
+from adam_tx._validate import check_nonnegative, check_range, is_schedule, is_traced
 from adam_tx.adabelief import scale_by_belief
 from adam_tx.adam import scale_by_adam
 from adam_tx.adamax import scale_by_adamax
@@ -520,6 +520,7 @@ def sgd(
                 raise ValueError(f"{name}={value!r} needs momentum: got momentum=None")
         buffer = identity()
     else:
+        check_range("momentum", momentum, 0.0, 1.0)
         buffer = trace(momentum, nesterov, accumulator_dtype, dampening=dampening)
     return chain(
         *_optional_decay(weight_decay), buffer, scale_by_learning_rate(learning_rate)

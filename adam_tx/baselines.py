@@ -30,7 +30,13 @@ import optax
 from adam_tx import hyperparams
 from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx._typing import DType, Numeric
-from adam_tx._validate import check_decay, check_nonnegative, check_range, is_traced
+from adam_tx._validate import (
+    check_decay,
+    check_nonnegative,
+    check_range,
+    check_value,
+    is_traced,
+)
 from adam_tx.bias_correction import correction, debias
 from adam_tx.moments import abs_sq, ema, ema_sq
 from adam_tx.state_format import moment_format
@@ -177,7 +183,7 @@ def scale_by_adagrad(
       Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning
       and Stochastic Optimization", JMLR 2011.
     """
-    check_nonnegative("initial_accumulator_value", initial_accumulator_value)
+    check_value("initial_accumulator_value", initial_accumulator_value, 0.0)
     check_nonnegative("eps", eps)
 
     math = SplitMath(

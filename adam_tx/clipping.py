@@ -26,7 +26,7 @@ from adam_tx._reduce import sums_of_squares
 from adam_tx._stateful import counted_transform
 from adam_tx._stateless import accepting_no_state
 from adam_tx._typing import Numeric
-from adam_tx._validate import check_positive, check_range
+from adam_tx._validate import check_axes, check_positive, check_range
 from adam_tx.moments import abs_sq
 
 
@@ -273,6 +273,7 @@ def adaptive_grad_clip(
     """
     check_positive("clipping", clipping)
     check_range("eps", eps, 0.0, None, low_inclusive=False)
+    check_axes("axis", axis)
 
     def math(c, g):
         g_norm = unitwise_norm(g, axis)

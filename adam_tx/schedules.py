@@ -46,6 +46,15 @@ def _number(name: str, value: Any, *, positive: bool = False, high=math.inf) -> 
     return float(value)
 
 
+def _sequence(name: str, value: Any) -> list[Any]:
+    """``value`` as a list, or a TypeError naming ``name``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(
+            f"{name}={value!r} is not valid: expected a sequence (list or tuple)"
+        )
+    return list(value)
+
+
 def _const(value: float) -> Any:
     return jnp.asarray(value, dtype=hyper_dtype())
 
@@ -299,7 +308,7 @@ def step_decay(
     if step_size is not None:
         check_positive_int("step_size", step_size)
         return exponential_decay(init_value, step_size, factor, staircase=True)
-    milestones = list(milestones)
+    milestones = _sequence("milestones", milestones)
     if not milestones:
         raise ValueError("milestones=[] is out of range: expected at least one")
     for i, m in enumerate(milestones):
@@ -363,7 +372,9 @@ def exponential_decay(
             f"for a rate of {transition_steps!r} per step write "
             f"exponential_decay({init_value!r}, 1, {transition_steps!r})"
         )
-    check_positive_int("transition_steps", transition_steps)
+    # Beyond int64 a period is longer than any count (int32) anyway, and would
+    # not convert to a float.
+    check_positive_int("transition_steps", transition_steps, high=2**63 - 1)
     decay_rate = _number("decay_rate", decay_rate, positive=True)
     check_nonnegative_int("transition_begin", transition_begin)
     if end_value is not None:
@@ -562,8 +573,8 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
 
     Reference: ``optax.join_schedules``; torch ``SequentialLR``.
     """
-    schedules = list(schedules)
-    boundaries = list(boundaries)
+    schedules = _sequence("schedules", schedules)
+    boundaries = _sequence("boundaries", boundaries)
     if not schedules:
         raise ValueError("schedules=[] is out of range: expected at least one")
     for i, s in enumerate(schedules):

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from adam_tx import hyperparams
@@ -78,6 +79,25 @@ def _is_path_predicate(fn: Callable[..., Any]) -> bool:
     return len(positional) == 2
 
 
+def _is_boolean(m: Any) -> bool:
+    if isinstance(m, (bool, np.bool_)):
+        return True
+    dtype = getattr(m, "dtype", None)
+    return dtype is not None and np.dtype(dtype) == np.bool_
+
+
+def check_mask_leaves(mask: Any, name: str = "mask") -> None:
+    """Raise a TypeError naming the first leaf of ``mask`` that is not a bool
+    or a boolean array (a mask of strings or floats is a mistake, not "on")."""
+    for path, m in jax.tree_util.tree_flatten_with_path(mask)[0]:
+        if not _is_boolean(m):
+            where = f" at {path_str(path)!r}" if path else ""
+            raise TypeError(
+                f"{name}{where} is {m!r}: expected a bool or a boolean array "
+                "(a mask is a pytree of bools like params, a callable or None)"
+            )
+
+
 def resolve_mask(mask: Any, params: Any) -> list[Any]:
     """Per leaf of ``params``: True, False, or a boolean array.
 
@@ -92,6 +112,7 @@ def resolve_mask(mask: Any, params: Any) -> list[Any]:
         if _is_path_predicate(mask):
             return [bool(mask(path_str(p), leaf)) for p, leaf in leaves_with_path]
         mask = mask(params)
+    check_mask_leaves(mask)
     try:
         per_leaf = jax.tree.map(
             lambda m, sub: jax.tree.map(lambda _: m, sub), mask, params
@@ -131,6 +152,8 @@ def add_decayed_weights(
     ([0.5], [0.0])
     """
     check_range("weight_decay", weight_decay)
+    if mask is not None and not callable(mask):
+        check_mask_leaves(mask)
 
     def math(c, g):
         on = c.static[c.info.index]
