@@ -47,14 +47,27 @@ ROW_WIDTHS = (8, 4)
 def sums_of_squares(*xs: jax.Array) -> tuple[jax.Array, ...]:
     """``sum(x^2)`` of each of ``xs`` (one shape), in at least float32, one loop.
 
-    Formula: ``sum_i x_i^2``, accumulated in ``compute_dtype`` (float32 for
-    float16/bfloat16/float32 leaves, float64 for float64).
+    Formula: ``sum_i |x_i|^2``, accumulated in ``compute_dtype`` (float32 for
+    float16/bfloat16/float32 leaves, float64 for float64; a complex leaf's is
+    the sum of the squares of its real and imaginary parts, a real number).
 
     >>> import jax.numpy as jnp
     >>> [float(s) for s in sums_of_squares(jnp.array([3.0, 4.0]), jnp.ones(2))]
     [25.0, 2.0]
     """
-    return _sums(*(x.astype(compute_dtype(x.dtype)) for x in xs))
+    parts, owners = [], []
+    for i, x in enumerate(xs):
+        x = x.astype(compute_dtype(x.dtype))
+        # |x|^2 of a complex leaf: the squares of its real and imaginary parts,
+        # two more operands of the same one loop.
+        for part in (x.real, x.imag) if jnp.iscomplexobj(x) else (x,):
+            parts.append(part)
+            owners.append(i)
+    sums = _sums(*parts)
+    out = [None] * len(xs)
+    for i, total in zip(owners, sums, strict=True):
+        out[i] = total if out[i] is None else out[i] + total
+    return tuple(out)
 
 
 @jax.custom_jvp
@@ -75,7 +88,13 @@ def plain_sums_of_squares(*xs: jax.Array) -> tuple[jax.Array, ...]:
     """``jnp.sum(x * x)`` of each of ``xs`` in at least float32: the form
     XLA:GPU/TPU fuse best."""
     xs = tuple(x.astype(compute_dtype(x.dtype)) for x in xs)
-    return tuple(jnp.sum(x * x) for x in xs)
+    return tuple(jnp.sum(_abs_sq(x)) for x in xs)
+
+
+def _abs_sq(x: jax.Array) -> jax.Array:
+    if jnp.iscomplexobj(x):
+        return x.real * x.real + x.imag * x.imag
+    return x * x
 
 
 def _cpu_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:

@@ -52,6 +52,10 @@ def _as_float(name: str, value: Any) -> float:
         raise TypeError(
             f"{name} must be a real number or a schedule, got {value!r}"
         ) from err
+    if isinstance(value, jax.Array) and np.iscomplexobj(arr) and not arr.imag.any():
+        # optax.inject_hyperparams casts every value to the parameters' dtype:
+        # a real rate arrives as complex with a zero imaginary part.
+        arr = arr.real
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
     ):

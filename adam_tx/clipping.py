@@ -50,9 +50,6 @@ class AdaptiveGradClipState(NamedTuple):
 
 def sum_of_squares(x: jax.Array) -> jax.Array:
     """``sum(|x|^2)`` in at least float32, in one fast loop (``_reduce``)."""
-    if jnp.iscomplexobj(x):
-        re, im = sums_of_squares(x.real, x.imag)
-        return re + im
     return sums_of_squares(x)[0]
 
 

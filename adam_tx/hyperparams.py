@@ -58,6 +58,13 @@ def is_external(value: Any) -> bool:
     return isinstance(value, (jax.Array, jax.core.Tracer))
 
 
+def _real(value: jax.Array) -> jax.Array:
+    """A caller's value as a real array: ``optax.inject_hyperparams`` casts its
+    values to the parameters' dtype, so with complex parameters a rate arrives
+    as complex (its imaginary part, 0, is checked when concrete)."""
+    return jnp.real(value) if jnp.iscomplexobj(value) else value
+
+
 # The range of each hyperparameter as held by a state class, checked by
 # set_hyperparams: {(state class, name): (low, high, low_inclusive,
 # high_inclusive)}. A name a state class did not register is checked as a
@@ -119,7 +126,7 @@ def current_values(
     out = {}
     for h in hypers:
         if is_external(h.value):
-            out.update(_with_complement(h.name, h.value, h.complement))
+            out.update(_with_complement(h.name, _real(h.value), h.complement))
         elif is_schedule(h.value):
             out.update(_with_complement(h.name, h.value(count), h.complement))
         else:

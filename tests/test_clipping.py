@@ -163,11 +163,6 @@ def test_adaptive_grad_clip_complex_matches_optax():
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: the engine's shared sum of squares (_reduce.sums_of_squares, "
-    "used by _fusion for squares_factor pieces) squares complex leaves as x * x",
-)
 def test_clip_by_global_norm_complex_matches_optax():
     tx, ref = adam_tx.clip_by_global_norm(1.0), optax.clip_by_global_norm(1.0)
     ours, theirs = jax.jit(tx.update)(COMPLEX, None)[0], ref.update(COMPLEX, None)[0]

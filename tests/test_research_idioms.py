@@ -168,3 +168,22 @@ def test_complex_moment_dtype_is_accepted():
     tx = adam_tx.adam(0.1, mu_dtype=jnp.complex64)
     state = tx.init({"z": jnp.ones(2, jnp.complex64)})
     assert state[0].mu["z"].dtype == jnp.complex64
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "radam", "lamb"])
+def test_inject_hyperparams_with_complex_parameters_matches_optax(name):
+    # inject_hyperparams casts its values to the parameters' dtype: with
+    # complex parameters every rate arrives as complex, imaginary part 0.
+    p = {"w": jnp.array([1 + 1j, -1 - 1j, 0.5j], jnp.complex64)}
+    ours = optax.inject_hyperparams(getattr(adam_tx, name))(learning_rate=0.01)
+    theirs = optax.inject_hyperparams(getattr(optax, name))(learning_rate=0.01)
+    s, t = ours.init(p), theirs.init(p)
+    for _ in range(3):
+        u, s = jax.jit(ours.update)(p, s, p)
+        v, t = theirs.update(p, t, p)
+        np.testing.assert_allclose(u["w"], v["w"], rtol=1e-5, atol=1e-8)
+
+
+def test_a_complex_rate_with_an_imaginary_part_is_refused():
+    with pytest.raises(TypeError, match="b1"):
+        adam_tx.adam(1e-3, b1=jnp.asarray(0.9 + 0.1j, jnp.complex64))

@@ -36,6 +36,7 @@ from adam_tx.adam import (
     first_moment_direction,
 )
 from adam_tx.bias_correction import debias
+from adam_tx.hyperparams import is_external
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import adaptive_step, ema, ema_sq
 from adam_tx.variants._common import adam_formats, decoupled_decay, storage_keywords
@@ -173,7 +174,9 @@ def scale_by_radam(
     if callable(threshold):
         raise TypeError(f"threshold must be a number, got the callable {threshold!r}")
     check_value("threshold", threshold, 4.0, None)
-    threshold = float(threshold)
+    # A jax array (``optax.inject_hyperparams`` injects every number) is used
+    # as given; the comparison with rho_t below takes either.
+    threshold = threshold if is_external(threshold) else float(threshold)
     check_choice("eps_convention", eps_convention, EPS_CONVENTIONS)
     torch_eps = eps_convention == "torch"
     formats = adam_formats(mu_dtype, nu_dtype, state_format, seed)
