@@ -189,6 +189,10 @@ def _unflatten(program: Program, states: list[Any]) -> Any:
 
 
 def run_program(program: Program, state: Any, updates: Any, params: Any):
+    if updates is None:
+        # No updates (the empty tree, as optax maps it): no step is taken, and
+        # the state is returned as given.
+        return None, state
     pairs = _flatten(program, state)
     pieces = [p for p, _ in pairs]
     new_updates, new_states = run_pieces(pieces, [s for _, s in pairs], updates, params)

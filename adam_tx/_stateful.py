@@ -153,8 +153,14 @@ def counted_transform(
         return jnp.where(ok, u, jnp.zeros_like(u)), kept, ()
 
     def finish(state, ctx, new_fields, partials):
+        # Only the values the state holds are written back: a value the
+        # caller owns (an array or tracer, hyperparams.is_external) is in
+        # ctx.hp but not in the state, and writing it would change the
+        # state's structure after the first step (a recompile, a scan carry
+        # mismatch, a rate found twice by tree_get).
+        held = {k: ctx.hp[k] for k in state.hyperparams}
         return state._replace(
-            count=ctx.count, hyperparams=ctx.hp, **dict(zip(fields, new_fields))
+            count=ctx.count, hyperparams=held, **dict(zip(fields, new_fields))
         )
 
     piece = _fusion.Piece(

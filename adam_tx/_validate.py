@@ -57,7 +57,9 @@ def _as_float(name: str, value: Any) -> float:
         # a real rate arrives as complex with a zero imaginary part.
         arr = arr.real
     if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+        # jnp's issubdtype knows bfloat16 and the other ml_dtypes floats.
+        jnp.issubdtype(arr.dtype, jnp.integer)
+        or jnp.issubdtype(arr.dtype, jnp.floating)
     ):
         kind = "complex" if np.iscomplexobj(arr) else type(value).__name__
         raise TypeError(

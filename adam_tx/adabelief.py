@@ -49,7 +49,7 @@ def scale_by_belief(
     nu_dtype=None,
     nesterov: bool = False,
     state_format: str = "nearest",
-    seed: int = 0,
+    seed: int | None = None,
 ):
     """Rescale updates by AdaBelief's moment estimates (module docstring).
 

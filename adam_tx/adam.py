@@ -94,13 +94,13 @@ def scale_by_adam(
     b2=0.999,
     eps=1e-8,
     eps_root=0.0,
+    mu_dtype=None,
     *,
     bias_correction: bool = True,
-    mu_dtype=None,
     nu_dtype=None,
     nesterov: bool = False,
     state_format: str = "nearest",
-    seed: int = 0,
+    seed: int | None = None,
 ):
     """Rescale updates by Adam's bias-corrected moment estimates.
 
@@ -115,7 +115,7 @@ def scale_by_adam(
       eps: added to the denominator outside the square root (>= 0).
       eps_root: added inside the square root (>= 0).
       bias_correction: divide the moments by ``1 - b^t``; False gives the
-        uncorrected EMAs (seed section 6 shows why early steps then shrink).
+        uncorrected EMAs (their early steps are shrunk by the zero start).
       mu_dtype: storage dtype of the first moment (default: the parameter's).
       nu_dtype: storage dtype of the second moment (default: the parameter's).
       nesterov: use NAdam's Nesterov look-ahead for the first moment.
@@ -124,7 +124,7 @@ def scale_by_adam(
         rounded to nearest), ``"stochastic"`` (bfloat16 storage rounded
         stochastically, key in ``state.rng``) or ``"int8"`` (blockwise 8-bit
         for leaves of >= 4096 elements, 2.03 bytes/param instead of 8).
-      seed: seed of the stochastic rounding key.
+      seed: seed of the stochastic rounding key (None: 0).
 
     Returns:
       An ``optax.GradientTransformation`` with state :class:`ScaleByAdamState`.

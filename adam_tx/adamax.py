@@ -47,7 +47,7 @@ def scale_by_adamax(
     mu_dtype=None,
     nu_dtype=None,
     state_format: str = "nearest",
-    seed: int = 0,
+    seed: int | None = None,
 ):
     """Rescale updates by Adamax's bias-corrected first moment over the
     exponentially weighted infinity norm (module docstring).

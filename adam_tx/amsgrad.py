@@ -48,12 +48,12 @@ def scale_by_amsgrad(
     b2=0.999,
     eps=1e-8,
     eps_root=0.0,
+    mu_dtype=None,
     *,
     max_of: str = "nu_hat",
-    mu_dtype=None,
     nu_dtype=None,
     state_format: str = "nearest",
-    seed: int = 0,
+    seed: int | None = None,
 ):
     """Rescale updates by AMSGrad's moment estimates (see module docstring).
 

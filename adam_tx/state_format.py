@@ -181,13 +181,25 @@ def _block_size(q: Any) -> int:
     return quantization.BLOCK_SIZE
 
 
+def _concrete_seed(seed: Any) -> Any:
+    """None means 0; a concrete integer array (``optax.inject_hyperparams``
+    passes every number as one) is its integer. A traced seed stays as given
+    and is refused: the rounding key is fixed when the transform is built."""
+    if seed is None:
+        return 0
+    if isinstance(seed, jax.Array) and not isinstance(seed, jax.core.Tracer):
+        if seed.shape == () and jnp.issubdtype(seed.dtype, jnp.integer):
+            return int(seed)
+    return seed
+
+
 def moment_format(
     name: str,
     dtype: Any,
     state_format: str = "nearest",
     *,
     signed: bool = True,
-    seed: int = 0,
+    seed: int | None = 0,
 ) -> Plain | Stochastic | Blockwise:
     """The storage format for a moment argument such as ``mu_dtype``.
 
@@ -206,6 +218,7 @@ def moment_format(
     """
     dtype = check_float_dtype(name, dtype)
     check_choice("state_format", state_format, STATE_FORMATS)
+    seed = _concrete_seed(seed)
     check_nonnegative_int("seed", seed)
     if state_format == "stochastic":
         return Stochastic(BF16 if dtype is None else jnp.dtype(dtype), seed)

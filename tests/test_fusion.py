@@ -116,3 +116,15 @@ def test_state_is_a_plain_pytree_through_scan(tree):
     (params, state), _ = jax.lax.scan(body, (tree, tx.init(tree)), None, length=4)
     assert int(state[1].count) == 4
     assert jax.tree.structure(state) == jax.tree.structure(tx.init(tree))
+
+
+def test_no_updates_is_no_step():
+    # optax maps a None tree of updates to None (optax's add_decayed_weights
+    # test calls update(None, 0, params)); a fused step does the same and
+    # leaves the state as it was.
+    params = {"w": jnp.ones(3)}
+    tx = adam_tx.adamw(0.1)
+    state = tx.init(params)
+    updates, new_state = tx.update(None, state, params)
+    assert updates is None and new_state is state
+    assert adam_tx.add_decayed_weights(0.1).update(None, 0, params) == (None, 0)

@@ -187,3 +187,22 @@ def test_inject_hyperparams_with_complex_parameters_matches_optax(name):
 def test_a_complex_rate_with_an_imaginary_part_is_refused():
     with pytest.raises(TypeError, match="b1"):
         adam_tx.adam(1e-3, b1=jnp.asarray(0.9 + 0.1j, jnp.complex64))
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop", "lamb", "radam"])
+def test_injected_state_keeps_its_structure_across_updates(name):
+    # A value the wrapper owns is never written into the inner state: the
+    # state after a step has the structure of the state from init (else jit
+    # recompiles and lax.scan refuses the carry).
+    p = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+    tx = optax.inject_hyperparams(getattr(adam_tx, name))(learning_rate=0.1)
+    s0 = tx.init(p)
+    _, s1 = jax.jit(tx.update)(p, s0, p)
+    assert jax.tree.structure(s0) == jax.tree.structure(s1)
+    found = optax.tree_utils.tree_get_all_with_path(s1, "learning_rate")
+    assert len(found) == 1, found
+
+    def body(state, _):
+        return tx.update(p, state, p)[1], None
+
+    jax.lax.scan(body, s0, None, length=2)

@@ -75,7 +75,7 @@ def scale_by_ademamix(
     *,
     nu_dtype=None,
     state_format: str = "nearest",
-    seed: int = 0,
+    seed: int | None = None,
 ):
     """Rescale updates by AdEMAMix's mixture of a fast and a slow momentum.
 

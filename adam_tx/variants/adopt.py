@@ -73,7 +73,7 @@ def scale_by_adopt(
     clip_value_fn: Callable[[jax.Array], jax.Array] = quarter_power,
     nu_dtype=None,
     state_format: str = "nearest",
-    seed: int = 0,
+    seed: int | None = None,
 ):
     """Rescale updates by ADOPT's momentum of normalised gradients (module
     docstring); optax.contrib.scale_by_adopt's arguments.

@@ -57,7 +57,7 @@ def scale_by_adam_atan2(
     mu_dtype=None,
     nu_dtype=None,
     state_format: str = "nearest",
-    seed: int = 0,
+    seed: int | None = None,
 ):
     """Rescale updates by ``a atan2(m_hat, b sqrt(v_hat))`` (module docstring).
 

@@ -134,7 +134,7 @@ def scale_by_radam(
     mu_dtype=None,
     nu_dtype=None,
     state_format: str = "nearest",
-    seed: int = 0,
+    seed: int | None = None,
 ):
     """Rescale updates by RAdam's rectified Adam step (module docstring).
 

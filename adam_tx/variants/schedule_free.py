@@ -77,7 +77,7 @@ def scale_by_rms_debiased(
     *,
     nu_dtype=None,
     state_format: str = "nearest",
-    seed: int = 0,
+    seed: int | None = None,
 ):
     """Adam without momentum: ``u = g / (sqrt(v_hat) + eps)``, ``v_hat = v / (1 -
     b2^t)`` (optax.scale_by_rms(eps_in_sqrt=False, bias_correction=True)), the
@@ -242,7 +242,7 @@ def schedule_free_adamw(
     mask=None,
     nu_dtype=None,
     state_format: str = "nearest",
-    seed: int = 0,
+    seed: int | None = None,
 ):
     """Schedule-free AdamW (optax.contrib.schedule_free_adamw's arguments).
 

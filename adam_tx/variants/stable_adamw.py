@@ -77,7 +77,7 @@ def scale_by_stable_adam(
     mu_dtype=None,
     nu_dtype=None,
     state_format: str = "nearest",
-    seed: int = 0,
+    seed: int | None = None,
 ):
     """Adam's direction divided per leaf by ``max(1, RMS_t)`` (module docstring).
 
