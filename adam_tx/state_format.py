@@ -187,9 +187,9 @@ def _concrete_seed(seed: Any) -> Any:
     and is refused: the rounding key is fixed when the transform is built."""
     if seed is None:
         return 0
-    if isinstance(seed, jax.Array) and not isinstance(seed, jax.core.Tracer):
-        if seed.shape == () and jnp.issubdtype(seed.dtype, jnp.integer):
-            return int(seed)
+    concrete = isinstance(seed, jax.Array) and not isinstance(seed, jax.core.Tracer)
+    if concrete and seed.shape == () and jnp.issubdtype(seed.dtype, jnp.integer):
+        return int(seed)
     return seed
 
 
