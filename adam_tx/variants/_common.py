@@ -110,8 +110,20 @@ def order_entry_after(entry: Any, other: Any) -> Any:
     y = jax.tree.leaves(other)[0]
     if not jnp.size(y):
         return entry
-    first = jnp.ravel(y)[0]  # a scalar: the order costs no pass
+    first = _first_element(y)  # a scalar: the order costs no pass
     return jax.tree.map(lambda x: ordered_after(x, first), entry)
+
+
+def _first_element(y: jax.Array) -> jax.Array:
+    """``ravel(y)[0]``; on explicitly sharded axes (where jax does not slice a
+    sharded dimension) taken in auto mode, replicated."""
+    spec = getattr(getattr(jax.typeof(y), "sharding", None), "spec", None)
+    if spec is not None and any(a is not None for a in spec):
+        take = jax.sharding.auto_axes(
+            lambda t: jnp.ravel(t)[0], out_sharding=jax.sharding.PartitionSpec()
+        )
+        return take(y)
+    return jnp.ravel(y)[0]
 
 
 def in_loop_sum_of_squares(x: jax.Array, companion: jax.Array) -> jax.Array:

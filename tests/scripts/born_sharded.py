@@ -82,6 +82,11 @@ def main() -> None:
     for name in [*adam_family, "adamax", "rmsprop", "adagrad"]:
         cases[name] = lambda name=name: getattr(adam_tx, name)(1e-3)
     cases["sgd_momentum"] = lambda: adam_tx.sgd(1e-2, momentum=0.9)
+    variants = ["radam", "lamb", "adopt", "ademamix", "cautious_adamw"]
+    variants += ["adam_atan2", "stable_adamw", "schedule_free_adamw"]
+    for name in variants:
+        cases[name] = lambda name=name: getattr(adam_tx, name)(1e-3)
+    cases["adamw[int4]"] = lambda: adam_tx.adamw(1e-3, state_format="int4")
     for fmt, kw in {
         "bf16": dict(mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
         "stochastic": dict(
