@@ -29,14 +29,14 @@ TOY_QUADRATIC = [
     md("""
 # 01 - Adam on a toy quadratic, by hand and with adam_tx
 
-The design document's worked example 13.1: minimise `L(θ) = (θ - 3)²` from
+Worked example: minimise `L(θ) = (θ - 3)²` from
 `θ = 0` with Adam, `η = 0.1`, `β₁ = 0.9`, `β₂ = 0.999`, `ε = 1e-8`:
 
     m_t = β₁ m_{t-1} + (1 - β₁) g_t
     v_t = β₂ v_{t-1} + (1 - β₂) g_t²
     θ_t = θ_{t-1} - η · (m_t / (1 - β₁ᵗ)) / (√(v_t / (1 - β₂ᵗ)) + ε)
 
-We run it in NumPy (float64) exactly as written in the document, then through
+We run it in NumPy (float64) exactly as the equations read, then through
 `adam_tx.adam(0.1)`, and check that the two trajectories agree to float
 precision.
 """),
@@ -52,7 +52,7 @@ import numpy as np
 
 import adam_tx
 """),
-    md("## The document's NumPy loop"),
+    md("## The NumPy loop"),
     code("""
 theta = 0.0
 eta = 0.1
@@ -158,7 +158,7 @@ LOGISTIC = [
     md("""
 # 02 - Mini-batch logistic regression with AdamW
 
-The design document's worked example 13.2, first in NumPy as written there,
+A worked example, first as a plain NumPy loop,
 then with `adam_tx.adamw` inside one jitted training step. Same data, same
 mini-batch order, same hyperparameters (`η = 1e-3`, `β = (0.9, 0.999)`,
 `ε = 1e-8`, decoupled weight decay `λ = 1e-4`).
@@ -175,7 +175,7 @@ import numpy as np
 
 import adam_tx
 """),
-    md("## The document's NumPy loop (mini-batch order recorded for reuse)"),
+    md("## The NumPy loop (mini-batch order recorded for reuse)"),
     code("""
 def sigmoid(z):
     return 1 / (1 + np.exp(-z))
@@ -229,7 +229,7 @@ epoch has 32 batches (the last one holds 16 examples) but the step counter
 first step of each epoch repeats the last `t` of the previous one. adam_tx
 counts every step (as torch.optim and optax do), so the bias corrections
 differ slightly from the second epoch on: a factor `1 - β₂ᵗ` with `t` off by
-at most 9. To reproduce the document *exactly* we start from the same update
+at most 9. To reproduce the NumPy loop *exactly* we start from the same update
 and give adam_tx the same step counts by overwriting the state's `count`
 (a plain pytree field) before each step.
 """),
@@ -287,7 +287,7 @@ for e, lo in enumerate(tx_losses, 1):
 With the same step counts, two differences remain, both far below the
 assertion's tolerance: adam_tx
 applies the decay to the weights *before* the Adam step (`w ← w - η(adam + λw)`,
-as torch.optim.AdamW and optax do), the document *after* it (a difference of
+as torch.optim.AdamW and optax do), the NumPy loop *after* it (a difference of
 `η²λ·adam ≈ 1e-10` per step), and adam_tx computes `1 - βᵗ` with `expm1`.
 """),
     code("""
@@ -320,7 +320,7 @@ SCHEDULES = [
     md("""
 # 03 - Learning-rate and momentum schedules
 
-The design document, section 4: warmup, cosine annealing, step decay and
+The common schedules: warmup, cosine annealing, step decay and
 one-cycle (with momentum cycling). In adam_tx a schedule is a pure function of
 the step count, `count -> value`, evaluated inside the jitted step; every rate
 of every transform (learning rate, `b1`, `b2`, `eps`, weight decay) accepts
@@ -456,7 +456,7 @@ COMPARISON = [
     md("""
 # 04 - SGD+momentum, RMSProp and the Adam family on a real task
 
-The design document's section 14 draws an *illustrative* bar chart of
+Take an *illustrative* bar chart of
 convergence speed (SGD+Mom 12, RMSProp 8, AdamW 6). Here it is measured: an
 MLP (64-64-10) on scikit-learn's bundled handwritten digits (1797 8×8 images),
 mini-batches of 32, and for each optimizer a small learning-rate sweep; the
@@ -570,7 +570,7 @@ for name, (n, lr, _) in results.items():
     print(f"{name:10s} best lr {lr:<7g} -> {n} steps")
 """),
     md("""
-## The section-14 chart, measured (plotly)
+## The chart, measured (plotly)
 
 The figure is built with plotly and shown as JSON (no browser needed); in a
 live notebook `fig.show()` draws it interactively.
@@ -609,7 +609,7 @@ a five-point learning-rate sweep, with one seed; with its best learning rate
 each optimizer gets there in a similar number of steps, and the sweep itself
 shows how much more the choice of learning rate matters than the choice of
 optimizer. It says nothing about final
-generalization (section 9: SGD+momentum often generalizes better in vision),
+generalization (SGD+momentum often generalizes better in vision),
 and a wider sweep can reorder close bars.
 """),
 ]
@@ -619,8 +619,8 @@ RANGE_TEST = [
     md("""
 # 05 - The learning-rate range test
 
-Design document, section 4: "Brief LR range test to bracket a safe maximum;
-schedule below that maximum." The test (Smith, 2017) trains for a few hundred
+Run a brief learning-rate range test to bracket a safe maximum, then
+schedule below that maximum. The test (Smith, 2017) trains for a few hundred
 steps while the learning rate grows exponentially,
 `lr_i = min_lr · (max_lr / min_lr)^(i / (n - 1))`, and records the loss.
 
@@ -734,7 +734,7 @@ FLAX = [
     md("""
 # 08 - A complete Flax NNX training loop with the "general deep nets" recipe
 
-Design document, section 12 ("General deep nets"): AdamW with `η = 1e-3`,
+The recipe for general deep nets: AdamW with `η = 1e-3`,
 `β₁ = 0.9`, `β₂ = 0.999`, `ε = 1e-8`, `λ = 1e-4`; warmup then cosine
 annealing; global-norm clipping at 1.0. `adam_tx.recipes.general` builds
 exactly that chain:
@@ -744,7 +744,7 @@ exactly that chain:
                 eps=1e-8, weight_decay=1e-4, mask=decay_mask))
 
 We train an MLP classifier on scikit-learn's digits with a train/validation
-split, early stopping, and the document's section 16 checklist checked in code.
+split, early stopping, and a pre-training checklist checked in code.
 """),
     code("""
 import jax
@@ -859,7 +859,7 @@ fig.tight_layout()
 plt.show()
 """),
     md("""
-## Checklist before training (design document, section 16)
+## Checklist before training
 
 - [ ] Data preprocessing and normalization verified.
 - [ ] Reasonable initial `η` with warmup configured.

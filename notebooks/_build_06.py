@@ -26,8 +26,8 @@ CELLS = [
     md("""
 # 06 - Diagnostics: see every step, survive NaNs, train in float16
 
-The design document's section 8 lists symptoms (divergence, NaNs, instability)
-and its checklist asks for clipping and mixed precision with dynamic loss
+The symptoms to watch for are divergence, NaNs and instability, and a
+training setup should include clipping and mixed precision with dynamic loss
 scaling. This notebook makes them visible with `adam_tx.stats(opt_state)`,
 which reads named float32 figures from anywhere in the optimizer state:
 
@@ -303,7 +303,7 @@ print("norms_step, steps 1-12:", sparse["norms_step"][:12].astype(int).tolist())
 
 * **Divergence**: `grad_norm` growing step over step and `update_param_ratio`
   approaching 1 come before the loss blows up: lower the learning rate, add
-  warmup or clipping (design doc, section 8).
+  warmup or clipping.
 * **NaNs**: `skipped_steps` rising now and then is a bad batch; rising every
   step (`nonfinite_failed`) is a broken run.
 * **Clipping**: a `clip_factor` below 1 on most steps means `max_norm` is set

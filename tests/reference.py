@@ -3,8 +3,9 @@
 Each reference works on the flat list of leaves of a pytree (float64 arrays) and
 keeps its own state; ``update(grads, params) -> updates``. They share no code
 with ``adam_tx`` on purpose: a test passes when two independent writings of the
-same formula agree. The formulas are those of the seed design doc (sections 2,
-5, 10 and 15) and of the papers cited in each adam_tx module.
+same formula agree. The formulas are those of the papers (Kingma & Ba 2015 for
+Adam, AdaMax and the bias correction; Loshchilov & Hutter 2019 for AdamW) and
+of the papers cited in each adam_tx module.
 
 ``run_against_reference`` drives an adam_tx transform and a reference side by
 side on a random pytree and reports the largest error of the updates.

@@ -74,7 +74,7 @@ def test_more_exact_than_optax_in_float32():
 
 
 def test_seed_toy_quadratic():
-    # The seed design doc's worked example 13.1, in float64, step for step.
+    # The toy quadratic worked example (notebooks/01), in float64, step for step.
     theta, eta, b1, b2, eps, m, v = 0.0, 0.1, 0.9, 0.999, 1e-8, 0.0, 0.0
     expected = []
     for t in range(1, 21):
