@@ -42,6 +42,43 @@ def test_step_speed_tiny_run_writes_json_and_markdown(tmp_path):
 
 
 @pytest.mark.slow
+def test_step_speed_formats_tiny_run(tmp_path):
+    step_speed = _load("step_speed")
+    assert step_speed.format_shapes(16_000_000) == [(2000, 1000)] * 8
+    assert step_speed.format_shapes(64_000_000) == [(4000, 2000)] * 8
+    bench = tmp_path / "BENCHMARKS.md"
+    bench.write_text("# Benchmarks\n\n## Other\n\nkept\n")
+    args = ["--formats", "40K", "--steps", "2", "--warmup", "0"]
+    out = tmp_path / "f.json"
+    cases = step_speed.main([*args, "--json", str(out), "--markdown", str(bench)])
+    assert len(json.loads(out.read_text())) == 1
+    (case,) = cases
+    assert case["shapes"] == [(100, 50)] * 8 and case["size"] == 40_000
+    results = case["results"]
+    assert set(results) == set(step_speed.format_optimizers())
+    assert results["adam_tx fp32"]["vs_adam_tx_fp32"] == 1.0
+    per_param = {k: r["state_bytes_per_param"] for k, r in results.items()}
+    assert per_param["adam_tx fp32"] == pytest.approx(8.0, abs=0.01)
+    assert per_param["adam_tx bf16"] == pytest.approx(4.0, abs=0.01)
+    assert per_param["adam_tx bf16+SR"] == pytest.approx(4.0, abs=0.01)
+    assert per_param["adam_tx int8"] < 2.2 and per_param["adam_tx int4"] < 1.2
+    assert all(r["step_ms"] > 0 and r["compile_s"] > 0 for r in results.values())
+    text = bench.read_text()  # its own section, not the step-speed one
+    assert "kept" in text and text.count(step_speed.FORMATS_BEGIN) == 1
+    assert step_speed.FORMATS_SECTION in text and step_speed.BEGIN not in text
+    assert "| 0.04M (8 x 100x50) | adam_tx int4 |" in text
+    formats = dict(
+        section=step_speed.FORMATS_SECTION,
+        begin=step_speed.FORMATS_BEGIN,
+        end=step_speed.FORMATS_END,
+    )
+    step_speed.write_markdown(bench, "| new |", "cmd", **formats)  # a rerun
+    text = bench.read_text()
+    assert text.count(step_speed.FORMATS_BEGIN) == 1 and "| new |" in text
+    assert "adam_tx int4" not in text and "kept" in text
+
+
+@pytest.mark.slow
 def test_gpu_step_tiny_runs_on_cpu(tmp_path):
     gpu_step = _load("gpu_step")
     rows = gpu_step.main(["--tiny", "--steps", "1", "--out", str(tmp_path)])
