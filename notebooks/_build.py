@@ -369,7 +369,7 @@ ours = {
     "warmup + cosine": schedules.warmup_cosine_decay(0.0, 1e-3, 10, T),
     "step decay ×0.1 every 30": schedules.step_decay(1e-3, step_size=30, factor=0.1),
     "step decay at 50, 80": schedules.step_decay(1e-3, milestones=[50, 80], factor=0.1),
-    "exponential ×0.97": schedules.exponential_decay(1e-3, 0.97),
+    "exponential ×0.97": schedules.exponential_decay(1e-3, 1, 0.97),
     "one-cycle lr (max 1e-3)": schedules.one_cycle(T, 1e-3),
     "joined: constant, then cosine": schedules.join(
         [schedules.constant(1e-3), schedules.cosine_decay(1e-3, T - 40)], [40]

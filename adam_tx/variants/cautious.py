@@ -37,11 +37,14 @@ from adam_tx.variants._common import (
 
 
 def cautious_mask(u: jax.Array, g: jax.Array) -> jax.Array:
-    """``u * [u g > 0] * d / (nnz + 1)`` for one leaf of ``d`` entries.
+    """The cautious mask of one leaf of ``d`` entries.
 
-    ``nnz`` counts the entries kept; the ``+ 1`` (the paper's Algorithm 1 and
+    Formula: ``u * [u g > 0] * d / (nnz + 1)``; ``nnz`` counts the entries kept; the ``+ 1`` (the paper's Algorithm 1 and
     its reference code) keeps the scale finite when nothing agrees. For complex
     leaves agreement is ``re(u conj(g)) > 0``.
+
+    Reference: Liang et al., "Cautious Optimizers: Improving Training with One
+    Line of Code", 2024.
 
     >>> import jax.numpy as jnp
     >>> u = cautious_mask(jnp.array([1.0, -2.0, 3.0]), jnp.array([2.0, 1.0, 1.0]))

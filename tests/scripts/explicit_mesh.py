@@ -99,13 +99,14 @@ def main() -> None:
         s_sh = state_sharding(tx, params, p_sh)
         p = jax.device_put(params, p_sh)
         s = jax.jit(tx.init, out_shardings=s_sh)(p)
-        try:
-            jax.jit(make_step(tx))(p, s)
-        except NotImplementedError as e:
-            assert "int8" in str(e) and "'model'" in str(e), e
-            print("int8: clear error")
-        else:
-            raise AssertionError("int8 state on an explicit mesh did not raise")
+        # int8 codes have the parameter's shape and sharding (blocks run
+        # along the last axis), so an explicit mesh takes them as it is.
+        p2, s2, _ = jax.jit(make_step(tx))(p, s)
+        for leaf, ref in zip(jax.tree.leaves(s2), jax.tree.leaves(s)):
+            same = leaf.sharding.is_equivalent_to(ref.sharding, leaf.ndim)
+            assert same, (leaf.sharding, ref.sharding)
+        assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(p2))
+        print("int8: trains, state keeps its sharding")
     print("OK")
 
 
