@@ -39,8 +39,9 @@ from adam_tx.variants._common import (
 def cautious_mask(u: jax.Array, g: jax.Array) -> jax.Array:
     """The cautious mask of one leaf of ``d`` entries.
 
-    Formula: ``u * [u g > 0] * d / (nnz + 1)``; ``nnz`` counts the entries kept; the ``+ 1`` (the paper's Algorithm 1 and
-    its reference code) keeps the scale finite when nothing agrees. For complex
+    Formula: ``u * [u g > 0] * d / (nnz + 1)``; ``nnz`` counts the entries
+    kept; the ``+ 1`` (the paper's Algorithm 1 and its reference code) keeps
+    the scale finite when nothing agrees. For complex
     leaves agreement is ``re(u conj(g)) > 0``.
 
     Reference: Liang et al., "Cautious Optimizers: Improving Training with One
