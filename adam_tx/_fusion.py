@@ -30,6 +30,7 @@ from adam_tx._dtypes import hyper_dtype
 from adam_tx._placement import placed_init
 from adam_tx._reduce import sums_of_squares
 from adam_tx._tree import check_float_leaves, check_same_structure, path_str
+from adam_tx._xla.ordering import after
 
 Partials = tuple[jax.Array, ...]
 
@@ -234,49 +235,6 @@ def _sum_partials(acc: Partials | None, part: Partials) -> Partials:
     return tuple(a + b for a, b in zip(acc, part, strict=True))
 
 
-def _after(reductions: list[Partials], arrays: bool = False) -> Callable[[Any], Any]:
-    """``x -> x`` for floating scalars (and arrays, with ``arrays``), bit for
-    bit, but computed from ``reductions`` too."""
-    srl = lambda b, n: jax.lax.shift_right_logical(b, jnp.uint32(n))
-    as_bits = lambda r: jax.lax.bitcast_convert_type(r.astype(jnp.float32), jnp.uint32)
-    # 0, in a form XLA does not fold away: b >> 16 >> 16 == 0 for any uint32 b.
-    # Taken through sqrt, which XLA computes once: the cheap chain of additions
-    # behind a sum over leaves it would copy into every loop reading the zero.
-    zero = jnp.uint32(0)
-    for r in (r for part in reductions for r in part):
-        zero = zero | srl(srl(as_bits(jnp.sqrt(jnp.abs(r))), 16), 16)
-
-    def after(x):
-        if not isinstance(x, jax.Array) or (x.shape and not arrays):
-            return x
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            return x
-        return _or_zero_bits(x, zero)
-
-    return after
-
-
-@jax.custom_jvp
-def _or_zero_bits(x: jax.Array, zero: jax.Array) -> jax.Array:
-    """``x``, bit for bit (``zero`` is 0), but computed from ``zero``.
-
-    Its derivative is the identity in ``x``: a bitcast has no tangent in JAX,
-    and without this rule every derivative flowing through the step's scalars
-    (the learning rate, a norm reading the parameters) came out zero. The
-    rule changes nothing in the forward program.
-    """
-    uint = jnp.dtype(f"uint{8 * x.dtype.itemsize}")
-    bits = jax.lax.bitcast_convert_type(x, uint) | zero.astype(uint)
-    return jax.lax.bitcast_convert_type(bits, x.dtype)
-
-
-@_or_zero_bits.defjvp
-def _or_zero_bits_jvp(primals, tangents):
-    x, zero = primals
-    dx, _ = tangents
-    return _or_zero_bits(x, zero), dx
-
-
 _IN_PASS_OVERRIDE: list[bool | None] = [None]
 
 
@@ -380,7 +338,7 @@ def _run_pieces(
                 # keep per-row sums (track_stats), so one leaf's at a time. The
                 # loop reads the parameter through a bitwise no-op on the
                 # previous leaf's sums.
-                param = (_after([part], arrays=True)(param[0]),)
+                param = (after(part, arrays=True)(param[0]),)
             part = piece.reduce_input(forward(i, j), *param)
             reduced = _sum_partials(reduced, part)
         if reduced is None:  # empty tree
@@ -413,7 +371,7 @@ def _run_pieces(
         # them, so XLA neither copies the donated buffers nor merges a
         # reduction's recomputed leaf functions with the pass (which would
         # store the update).
-        ctxs = jax.tree.map(_after(param_reductions), ctxs)
+        ctxs = jax.tree.map(after(r for part in param_reductions for r in part), ctxs)
 
     out_leaves = []
     new_leaf_states: list[list[tuple[Any, ...]]] = [[] for _ in pieces]

@@ -37,6 +37,7 @@ from adam_tx._counting import INT32_MAX
 from adam_tx._dtypes import compute_dtype, hyper_dtype
 from adam_tx._placement import placed_init
 from adam_tx._wrapper_args import check_int, check_transform
+from adam_tx._xla.once import finite_flag
 from adam_tx.clipping import sum_of_squares
 
 
@@ -128,18 +129,6 @@ def count_skips(
     skipped = jnp.logical_not(finite).astype(jnp.int32)
     consecutive = jnp.where(finite, 0, _saturating_add(consecutive, 1))
     return _saturating_add(total, skipped), consecutive.astype(jnp.int32)
-
-
-def finite_flag(squares: jax.Array) -> jax.Array:
-    """``isfinite(squares)`` for a sum of squares, read by every leaf's loop.
-
-    Taken through ``sqrt`` (finite exactly when a sum of squares is): XLA
-    copies a chain of cheap scalar operations into each loop that uses it, and
-    the sum over leaves is such a chain, so a plain ``isfinite`` put every
-    leaf's addition into every leaf's loop (a guarded 200-leaf step compiled in
-    134 s instead of 1 s); a square root it computes once.
-    """
-    return jnp.isfinite(jnp.sqrt(squares))
 
 
 def select(finite: jax.Array, new: Any, old: Any) -> Any:

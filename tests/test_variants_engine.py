@@ -233,27 +233,3 @@ def test_compiled_step_copies_no_state_and_stores_at_most_one_update(name, guard
     assert analysis.alias_size_in_bytes >= (1 + moments) * LEAVES * N * 4
     kept = 1 if name in KEEPS_ONE_UPDATE or guarded else 0
     assert analysis.temp_size_in_bytes < (kept * LEAVES + 0.5) * N * 4
-
-
-def test_ordered_after_removes_the_copy():
-    """The XLA behaviour ``ordered_after`` relies on (jax 0.10.2, XLA:CPU): a
-    loop reading a buffer that a sibling loop overwrites in place makes XLA
-    copy that buffer; a bitwise no-op dependency orders the loops instead. If
-    this fails, ADOPT's ``_v_after_m`` is no longer needed or no longer works."""
-    from adam_tx.variants._common import ordered_after
-
-    def compiled(order):
-        def step(p, m, v, g):
-            x = jnp.clip(g / jnp.maximum(jnp.sqrt(v), 1e-6), -1.0, 1.0)
-            m = 0.9 * m + 0.1 * x  # reads the old v
-            v = 0.99 * v + 0.01 * g * g
-            return p - 0.01 * m, m, ordered_after(v, m[0]) if order else v
-
-        xs = [jnp.full((N,), 0.5 + i, jnp.float32) for i in range(4)]
-        return jax.jit(step, donate_argnums=(0, 1, 2)).lower(*xs).compile()
-
-    copy = rf"f32\[{N}\]\S* copy\("
-    assert re.search(copy, compiled(False).as_text())
-    assert not re.search(copy, compiled(True).as_text())
-    x = jnp.array([1.5, -0.0, jnp.inf, jnp.nan])
-    np.testing.assert_array_equal(ordered_after(x, jnp.float32(7.0)), x)

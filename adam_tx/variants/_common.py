@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from adam_tx._reduce import sums_of_squares
@@ -78,52 +77,6 @@ def nonnegative_decay(weight_decay, mask=None) -> optax.GradientTransformation:
     keeps it, so that ``state[i]`` names the same member in both)."""
     check_nonnegative("weight_decay", weight_decay)
     return add_decayed_weights(weight_decay, mask)
-
-
-def ordered_after(x: jax.Array, y: jax.Array) -> jax.Array:
-    """``x``, bit for bit, but computed from ``y`` too: the loop writing ``x``
-    runs after the loop computing ``y``.
-
-    ``x | ((bits(y) >> h) >> h)`` with ``h`` half the bit width: the shifted
-    bits are 0 for every ``y``, and XLA does not fold the two shifts to 0
-    (measured with jax 0.10.2 on XLA:CPU). ADOPT needs it: its new momentum
-    reads the *old* second moment, which the second moment's own loop
-    overwrites in place; ordered by nothing, XLA copies the donated ``v``
-    before the step (one leaf-sized temporary and two more passes). Made to
-    depend on the momentum, the ``v`` loop runs second and the copy is gone
-    (``tests/test_variants_engine.py::test_ordered_after_removes_the_copy``
-    fails when either behaviour of XLA changes).
-    """
-    width = 8 * jnp.dtype(y.dtype).itemsize
-    half = jnp.asarray(width // 2, jnp.dtype(f"uint{width}"))
-    bits = jax.lax.bitcast_convert_type(y, jnp.dtype(f"uint{width}"))
-    zero = jax.lax.shift_right_logical(jax.lax.shift_right_logical(bits, half), half)
-    uint = jnp.dtype(f"uint{8 * jnp.dtype(x.dtype).itemsize}")
-    as_bits = jax.lax.bitcast_convert_type(x, uint)
-    return jax.lax.bitcast_convert_type(as_bits | zero.astype(uint), x.dtype)
-
-
-def order_entry_after(entry: Any, other: Any) -> Any:
-    """:func:`ordered_after` for stored moments: every array of ``entry`` (a
-    plain array, or the codes and scales of a quantized one) after the first
-    array of ``other``."""
-    y = jax.tree.leaves(other)[0]
-    if not jnp.size(y):
-        return entry
-    first = _first_element(y)  # a scalar: the order costs no pass
-    return jax.tree.map(lambda x: ordered_after(x, first), entry)
-
-
-def _first_element(y: jax.Array) -> jax.Array:
-    """``ravel(y)[0]``; on explicitly sharded axes (where jax does not slice a
-    sharded dimension) taken in auto mode, replicated."""
-    spec = getattr(getattr(jax.typeof(y), "sharding", None), "spec", None)
-    if spec is not None and any(a is not None for a in spec):
-        take = jax.sharding.auto_axes(
-            lambda t: jnp.ravel(t)[0], out_sharding=jax.sharding.PartitionSpec()
-        )
-        return take(y)
-    return jnp.ravel(y)[0]
 
 
 def in_loop_sum_of_squares(x: jax.Array, companion: jax.Array) -> jax.Array:

@@ -28,12 +28,12 @@ from adam_tx._validate import (
     check_nonnegative,
     check_positive,
 )
+from adam_tx._xla.ordering import entry_after
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import ema, ema_sq
 from adam_tx.variants._common import (
     adam_formats,
     decoupled_decay,
-    order_entry_after,
     storage_keywords,
 )
 
@@ -177,14 +177,14 @@ def _v_after_m(tx):
     The new momentum reads the old second moment, which the second moment's
     own loop overwrites in place: unordered, XLA copies the donated ``v``.
     Ordered on what is stored (so also on the moments a guard keeps), the
-    ``v`` loop runs second and nothing is copied (``ordered_after``).
+    ``v`` loop runs second and nothing is copied (:mod:`adam_tx._xla.ordering`).
     """
     piece = _fusion.program_of(tx)
 
     def ordered(leaf_fn):
         def leaf(ctx, x, entries, p, info, *ok):
             u, (m, v), partials = leaf_fn(ctx, x, entries, p, info, *ok)
-            return u, (m, order_entry_after(v, m)), partials
+            return u, (m, entry_after(v, m)), partials
 
         return leaf
 

@@ -206,7 +206,7 @@ def skip_spikes(
         def prepare(state, params, reduced):
             norm = jnp.sqrt(reduced[0])
             # ok reads the sum over leaves through sqrt, so XLA computes it once
-            # rather than in every leaf's loop (adam_tx.nonfinite.finite_flag).
+            # rather than in every leaf's loop (adam_tx._xla.once).
             ok = accept(state, loss, norm, rule)
             set_ok(ok)
             return loss, norm, ok
