@@ -11,6 +11,18 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).parent.parent
+# A Sphinx role as Markdown renders it (":func:<code>x</code>") or left raw.
+ROLE_TEXT = re.compile(
+    r":(?:py:)?(?:func|meth|class|mod|data|attr|obj|exc|const|type):(?:<code>|`)"
+)
+
+
+def _docs_module(name: str):
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
 
 
 @pytest.mark.slow
@@ -34,6 +46,24 @@ def test_docs_build_strict(tmp_path):
     assert (tmp_path / "index.html").exists()
     api = (tmp_path / "api" / "optimizers" / "index.html").read_text()
     assert "adamw" in api and "Decoupled Weight Decay" in api
+    pages = {
+        str(path.relative_to(tmp_path)): path.read_text()
+        for path in tmp_path.rglob("*.html")
+    }
+    # Sphinx roles in docstrings became links or code (docs/_roles.py).
+    leftover = {
+        name: ROLE_TEXT.findall(text)[:3]
+        for name, text in pages.items()
+        if ROLE_TEXT.search(text)
+    }
+    assert not leftover, f"Sphinx role text left in the HTML: {leftover}"
+    links = sum(
+        text.count('class="autorefs autorefs-internal"') for text in pages.values()
+    )
+    assert links >= 100, f"only {links} cross-reference links on the site"
+    # A role naming a documented object links to its entry.
+    transforms = pages["api/transforms/index.html"]
+    assert re.search(r'<a class="autorefs[^>]*href="[^"]*#adam_tx[^"]*"', transforms)
 
 
 def _table(text: str) -> list[str]:
@@ -54,15 +84,57 @@ def test_pytorch_table_matches_readme():
 
 
 def test_doctest_fences():
-    sys.path.insert(0, str(ROOT / "docs"))
-    try:
-        from _doctest_fences import fence_doctests
-    finally:
-        sys.path.pop(0)
+    fence_doctests = _docs_module("_doctest_fences").fence_doctests
     text = "Summary.\n\n    >>> f(1)\n    [0.0, 1.0]\n\nAfter."
     assert fence_doctests(text) == (
         "Summary.\n\n    ```pycon\n    >>> f(1)\n    [0.0, 1.0]\n    ```\n\nAfter."
     )
+
+
+def test_roles_rewritten():
+    roles = _docs_module("_roles")
+    targets = {"chain": "adam_tx._fusion.chain", "adam_tx.grouping.Layout": None}
+    text = (
+        "See :func:`chain` and :class:`~adam_tx.grouping.Layout`.\n"
+        "```python\n:func:`kept` in a fence\n```\n"
+    )
+    out, count = roles.rewrite_roles(text, targets.get)
+    assert count == 2
+    assert out == (
+        'See <autoref identifier="adam_tx._fusion.chain" optional>'
+        "<code>chain</code></autoref> and `Layout`.\n"
+        "```python\n:func:`kept` in a fence\n```\n"
+    )
+
+
+def test_roles_resolve_against_the_package():
+    griffe = pytest.importorskip("griffe")
+
+    roles = _docs_module("_roles")
+    ext = roles.SphinxRoles()
+    loader = griffe.GriffeLoader(extensions=griffe.load_extensions(ext))
+    pkg = loader.load("adam_tx")
+    collection = loader.modules_collection
+    alias = pkg["alias"]
+    assert roles.resolve("chain", alias, collection) == "adam_tx._fusion.chain"
+    assert roles.resolve("adam_tx.adamw", pkg, collection) == "adam_tx.alias.adamw"
+    assert roles.resolve("no_such_name", alias, collection) is None
+    assert ext.converted > 100
+    left = [
+        obj.path
+        for obj in _objects(pkg)
+        if obj.docstring is not None and ROLE_TEXT.search(obj.docstring.value)
+    ]
+    assert not left, left
+
+
+def _objects(obj):
+    import griffe
+
+    yield obj
+    for member in obj.members.values():
+        if not isinstance(member, griffe.Alias):
+            yield from _objects(member)
 
 
 def test_getting_started_examples_run():
