@@ -28,8 +28,9 @@ def _docs_module(name: str):
 @pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("mkdocs") is None
-    or importlib.util.find_spec("mkdocstrings") is None,
-    reason="mkdocs and mkdocstrings[python] are in the test extras",
+    or importlib.util.find_spec("mkdocstrings") is None
+    or importlib.util.find_spec("latex2mathml") is None,
+    reason="mkdocs, mkdocstrings[python] and latex2mathml are in the test extras",
 )
 def test_docs_build_strict(tmp_path):
     proc = subprocess.run(
@@ -64,6 +65,15 @@ def test_docs_build_strict(tmp_path):
     # A role naming a documented object links to its entry.
     transforms = pages["api/transforms/index.html"]
     assert re.search(r'<a class="autorefs[^>]*href="[^"]*#adam_tx[^"]*"', transforms)
+    # Math is MathML (docs/_math.py): nothing left for a script to typeset.
+    for name, text in pages.items():
+        assert 'class="arithmatex"' not in text, name
+        prose = re.sub(r"<(pre|code|script)\b.*?</\1>", "", text, flags=re.S)
+        assert not re.search(r"\$[^$<>]+\$", prose), f"raw $...$ in {name}"
+    for name, boxes in [("moments", 1), ("weight_decay", 1), ("variants", 8)]:
+        text = pages[f"{name}/index.html"]
+        assert text.count('<math xmlns="http://www.w3.org/1998/Math/MathML"') > 3
+        assert text.count('display="block"><mrow><mtable>') >= boxes, name
 
 
 def _table(text: str) -> list[str]:
@@ -89,6 +99,22 @@ def test_doctest_fences():
     assert fence_doctests(text) == (
         "Summary.\n\n    ```pycon\n    >>> f(1)\n    [0.0, 1.0]\n    ```\n\nAfter."
     )
+
+
+def test_math_becomes_mathml():
+    pytest.importorskip("latex2mathml")
+    math = _docs_module("_math")
+    page = (
+        '<p>with <span class="arithmatex">\\(\\hat m_t &lt; 1\\)</span></p>\n'
+        '<div class="arithmatex">\\[\\frac{a}{b}\\]</div>'
+    )
+    out = math.render_math(page)
+    assert "arithmatex" not in out
+    assert '<math xmlns="http://www.w3.org/1998/Math/MathML" display="inline">' in out
+    assert "<mo>&#x0003C;</mo>" in out  # the escaped < reached latex2mathml as <
+    assert 'display="block"><mrow><mfrac>' in out
+    with pytest.raises(ValueError):
+        math.to_mathml(r"\begin{aligned} a &= b \end{aligned}", "block")
 
 
 def test_roles_rewritten():
