@@ -418,6 +418,9 @@ def chain(
       >>> tx = adam_tx.chain(adam_tx.clip_by_global_norm(1.0), adam_tx.adamw(1e-3))
       >>> params = {"w": jnp.ones(3)}
       >>> updates, state = tx.update({"w": jnp.ones(3)}, tx.init(params), params)
+
+    Args:
+      *transforms: the ``optax.GradientTransformation`` pieces, applied in order.
     """
     programs = [program_of(t) for t in transforms]
     if transforms and all(p is not None for p in programs):

@@ -29,6 +29,10 @@ from adam_tx.state_format import moment_format
 
 
 class ScaleByBeliefState(NamedTuple):
+    """State of :func:`scale_by_belief`: the step count, the first moment and the belief
+    ``s``.
+    """
+
     count: jax.Array
     mu: Any
     nu: Any
@@ -62,6 +66,21 @@ def scale_by_belief(
     >>> u, _ = tx.update(jnp.array([1.0]), tx.init(jnp.zeros(1)))
     >>> round(u.tolist()[0], 4)  # m_hat = 1, s_hat = 0.9^2: 1 / 0.9
     1.1111
+
+    Args:
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the root of the belief ``s_t`` in the denominator.
+      eps_root: added to ``s_t`` at every step (inside the root), as optax.
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      nesterov: use Nesterov momentum (NAdam's look-ahead numerator).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
 
     References:
       Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in

@@ -24,6 +24,10 @@ from adam_tx.state_format import moment_format
 
 
 class ScaleByAdamaxState(NamedTuple):
+    """State of :func:`scale_by_adamax`: the step count, the first moment and the
+    infinity norm ``u``.
+    """
+
     count: jax.Array
     mu: Any
     nu: Any
@@ -60,6 +64,19 @@ def scale_by_adamax(
     >>> u, _ = tx.update(jnp.array([-2.0]), tx.init(jnp.zeros(1)))
     >>> round(u.tolist()[0], 6)
     -1.0
+
+    Args:
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to ``|g_t|`` in the infinity-norm update.
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, 7.1.

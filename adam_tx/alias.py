@@ -142,6 +142,24 @@ def adam(
     >>> optax.apply_updates(p, u).tolist()
     [0.8999999761581421]
 
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      eps_root: added to the second moment inside the square root (0: none; useful when
+        differentiating through the update, as in meta-learning).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nesterov: use Nesterov momentum (NAdam's look-ahead numerator).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
+
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
     """
@@ -181,6 +199,29 @@ def adamw(
     >>> round(optax.apply_updates(p, u).tolist()[0], 6)  # 1 - 0.1 * (1 + 0.5)
     0.85
 
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      eps_root: added to the second moment inside the square root (0: none; useful when
+        differentiating through the update, as in meta-learning).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      weight_decay: decoupled weight decay rate (AdamW's), multiplied by the learning
+        rate; a float, an array or a schedule ``count -> value``. 0 adds no decay.
+      mask: which leaves to decay: a pytree of booleans shaped like the parameters, or a
+        callable ``params -> pytree`` (e.g. ``adam_tx.decay_mask``); None decays every
+        leaf.
+      nesterov: use Nesterov momentum (NAdam's look-ahead numerator).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
+
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
@@ -210,6 +251,24 @@ def nadam(
 
     torch.optim.NAdam additionally decays the momentum with a schedule
     (``momentum_decay=4e-3``) and so takes different steps.
+
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      eps_root: added to the second moment inside the square root (0: none; useful when
+        differentiating through the update, as in meta-learning).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nesterov: Nesterov momentum (True: NAdam; False is plain Adam).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
 
     References:
       Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
@@ -259,6 +318,29 @@ def nadamw(
     >>> [round(float(x), 4) for x in u]
     [-0.1974, 0.1974]
 
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      eps_root: added to the second moment inside the square root (0: none; useful when
+        differentiating through the update, as in meta-learning).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      weight_decay: decoupled weight decay rate (AdamW's), multiplied by the learning
+        rate; a float, an array or a schedule ``count -> value``. 0 adds no decay.
+      mask: which leaves to decay: a pytree of booleans shaped like the parameters, or a
+        callable ``params -> pytree`` (e.g. ``adam_tx.decay_mask``); None decays every
+        leaf.
+      nesterov: Nesterov momentum (True: NAdamW; False is plain AdamW).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
+
     References:
       Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
@@ -300,6 +382,32 @@ def amsgrad(
     optax.amsgrad's; only the bias-corrected form (``bias_correction_mu`` and
     ``bias_correction_nu`` True, the default) is implemented.
 
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      eps_root: added to the second moment inside the square root (0: none; useful when
+        differentiating through the update, as in meta-learning).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      bias_correction_mu: bias-correct the first moment (only True is implemented).
+      bias_correction_nu: bias-correct the second moment (only True is implemented).
+      max_of: ``"nu_hat"`` (optax: the running maximum of ``v_hat``) or ``"nu"``
+        (torch's ``Adam(amsgrad=True)``: of ``v``).
+      weight_decay: decoupled weight decay rate (AdamW's), multiplied by the learning
+        rate; a float, an array or a schedule ``count -> value``. 0 adds no decay.
+      mask: which leaves to decay: a pytree of booleans shaped like the parameters, or a
+        callable ``params -> pytree`` (e.g. ``adam_tx.decay_mask``); None decays every
+        leaf.
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
+
     References:
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
 
@@ -340,6 +448,22 @@ def adabelief(
 ) -> Optimizer:
     """AdaBelief (optax.adabelief's form and arguments).
 
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the root of the belief ``s_t`` in the denominator.
+      eps_root: added to ``s_t`` at every step (inside the root), as optax.
+      nesterov: use Nesterov momentum (NAdam's look-ahead numerator).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
+
     References:
       Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
       Observed Gradients", NeurIPS 2020.
@@ -374,6 +498,22 @@ def adamax(
     """Adamax (optax.adamax's arguments). ``weight_decay`` is coupled L2, as
     torch.optim.Adamax's; the default learning rate, where optax asks for
     one, is torch's 2e-3.
+
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to ``|g_t|`` in the infinity-norm update.
+      weight_decay: coupled L2 coefficient, added to the gradient before the
+        preconditioner (torch's ``weight_decay``); None or 0: none.
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, 7.1.
@@ -418,6 +558,20 @@ def rmsprop(
     updates in it: the two agree while the learning rate is constant, and the
     state is ``(rms, trace, lr)`` where optax's is ``(rms, lr, trace)``.
 
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      decay: decay rate of the mean of squares (torch's ``alpha``), a float, an array or
+        a schedule ``count -> value``.
+      eps: stabiliser of the denominator, inside or outside the root (``eps_in_sqrt``).
+      initial_scale: starting value of the mean of squares.
+      eps_in_sqrt: True: ``sqrt(v + eps)`` (optax); False: ``sqrt(v) + eps`` (torch).
+      centered: divide by the root of the variance (subtract the squared mean gradient).
+      momentum: momentum of the scaled step (None: no momentum buffer).
+      nesterov: use Nesterov momentum (with ``momentum``).
+      bias_correction: bias-correct the mean of squares, as Adam does.
+      weight_decay: coupled L2 coefficient, added to the gradient before the
+        preconditioner (torch's ``weight_decay``); None or 0: none.
+
     References:
       Tieleman & Hinton, "Lecture 6.5 - RMSProp", COURSERA 2012.
 
@@ -457,6 +611,15 @@ def adagrad(
     torch parity its defaults and eps are torch's: optax.adagrad starts the
     accumulator at 0.1 and puts eps (1e-7) inside the root (for optax's
     numbers, ``adagrad(lr, 0.1, 1e-7)`` differs only in where eps goes).
+
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      initial_accumulator_value: starting value of the sum of squared gradients.
+      eps: added to the root of the sum in the denominator (outside the root, as torch).
+      lr_decay: torch's ``lr_decay``: the rate is ``lr / (1 + t * lr_decay)`` (None or
+        0: constant).
+      weight_decay: coupled L2 coefficient, added to the gradient before the
+        preconditioner (torch's ``weight_decay``); None or 0: none.
 
     References:
       Duchi, Hazan & Singer, JMLR 2011.
@@ -503,6 +666,17 @@ def sgd(
     ``weight_decay`` is coupled L2. As in optax, ``momentum=None`` keeps no
     momentum buffer (the state holds ``optax.EmptyState()`` in its place) and a
     number, 0 included, keeps one (:class:`adam_tx.TraceState`).
+
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      momentum: momentum coefficient (None: no momentum buffer; a number, 0 included,
+        keeps one).
+      nesterov: use Nesterov momentum.
+      accumulator_dtype: storage dtype of the momentum buffer (None: the parameter's).
+      dampening: torch's dampening: the gradient enters the buffer times
+        ``1 - dampening``.
+      weight_decay: coupled L2 coefficient, added to the gradient before the
+        preconditioner (torch's ``weight_decay``); None or 0: none.
 
     References:
       Sutskever et al., "On the importance of initialization and momentum in

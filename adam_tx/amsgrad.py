@@ -32,6 +32,10 @@ from adam_tx.state_format import moment_format
 
 
 class ScaleByAmsgradState(NamedTuple):
+    """State of :func:`scale_by_amsgrad`: the step count, the moments and the running
+    maximum.
+    """
+
     count: jax.Array
     mu: Any
     nu: Any

@@ -43,12 +43,16 @@ from adam_tx.state_format import moment_format
 
 
 class ScaleByRmsState(NamedTuple):
+    """State of :func:`scale_by_rms`: the step count and the mean of squares."""
+
     count: jax.Array
     nu: Any
     hyperparams: dict
 
 
 class ScaleByStddevState(NamedTuple):
+    """State of the centered :func:`scale_by_rms`: the mean and the mean of squares."""
+
     count: jax.Array
     mu: Any
     nu: Any
@@ -56,12 +60,16 @@ class ScaleByStddevState(NamedTuple):
 
 
 class ScaleByAdagradState(NamedTuple):
+    """State of :func:`scale_by_adagrad`: the step count and the sum of squares."""
+
     count: jax.Array
     sum_of_squares: Any
     hyperparams: dict
 
 
 class TraceState(NamedTuple):
+    """State of :func:`trace` (momentum): the step count and the momentum buffer."""
+
     count: jax.Array
     trace: Any
     hyperparams: dict
@@ -178,6 +186,10 @@ def scale_by_adagrad(
     >>> tx = adam_tx.scale_by_adagrad(eps=0.0)
     >>> tx.update(jnp.array([-3.0]), tx.init(jnp.zeros(1)))[0].tolist()
     [-1.0]
+
+    Args:
+      initial_accumulator_value: starting value of the sum of squared gradients.
+      eps: added to the root of the sum in the denominator.
 
     References:
       Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning

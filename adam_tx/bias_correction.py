@@ -33,6 +33,8 @@ def debias(moment: jax.Array, corr: jax.Array) -> jax.Array:
 
 
 class BiasCorrectionState(NamedTuple):
+    """State of :func:`bias_correction`: the step count and the decay rate."""
+
     count: jax.Array
     hyperparams: dict
 

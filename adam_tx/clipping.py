@@ -31,6 +31,8 @@ from adam_tx.moments import abs_sq
 
 
 class ClipState(NamedTuple):
+    """State of :func:`clip`: the step count and the bound in force."""
+
     count: jax.Array
     hyperparams: dict
 
@@ -44,6 +46,8 @@ class ClipByGlobalNormState(NamedTuple):
 
 
 class AdaptiveGradClipState(NamedTuple):
+    """State of :func:`adaptive_grad_clip`: the step count and its hyperparameters."""
+
     count: jax.Array
     hyperparams: dict
 
@@ -110,6 +114,9 @@ def global_norm(updates: Any) -> jax.Array:
     5.0
     >>> f"{float(adam_tx.global_norm(jnp.array([3e19, 4e19]))):.4e}"  # sum(x^2) = inf
     '5.0000e+19'
+
+    Args:
+      updates: a pytree of arrays.
     """
     leaves = jax.tree.leaves(updates)
     total = sum(
@@ -137,6 +144,9 @@ def clip(max_delta: Numeric = 1.0) -> optax.GradientTransformationExtraArgs:
     >>> tx = adam_tx.clip(1.0)
     >>> tx.update(jnp.array([-3.0, 0.5]), tx.init(jnp.zeros(2)))[0].tolist()
     [-1.0, 0.5]
+
+    Args:
+      max_delta: bound on each update entry's magnitude.
     """
     check_positive("max_delta", max_delta)
 

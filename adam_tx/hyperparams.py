@@ -216,6 +216,9 @@ def get_hyperparams(opt_state: Any) -> dict[str, jax.Array]:
     ['1-b1', '1-b2', 'b1', 'b2', 'eps', 'eps_root', 'learning_rate', 'weight_decay']
     >>> float(hp["learning_rate"]) == float(jnp.float32(1e-3))
     True
+
+    Args:
+      opt_state: an optimizer state (any pytree of states).
     """
     out: dict[str, jax.Array] = {}
 

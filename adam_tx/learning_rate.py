@@ -20,6 +20,8 @@ from adam_tx._validate import check_callable, check_nonnegative
 
 
 class ScaleByLearningRateState(NamedTuple):
+    """State of :func:`scale_by_learning_rate`: the step count and the rate in force."""
+
     count: jax.Array
     hyperparams: dict
 
@@ -30,6 +32,8 @@ hyperparams.register_ranges(
 
 
 class ScaleByScheduleState(NamedTuple):
+    """State of :func:`scale_by_schedule`: the step count and the scale in force."""
+
     count: jax.Array
     hyperparams: dict
 
@@ -108,6 +112,9 @@ def scale_by_schedule(step_size_fn: Schedule) -> optax.GradientTransformationExt
     >>> tx = adam_tx.scale_by_schedule(lambda t: 2.0 ** t)
     >>> tx.update(jnp.ones(1), tx.init(jnp.ones(1)))[0].tolist()
     [1.0]
+
+    Args:
+      step_size_fn: a schedule ``count -> scale``; updates are multiplied by it.
     """
     check_callable("step_size_fn", step_size_fn)
 

@@ -127,6 +127,10 @@ def scale_loss(loss: jax.Array, state: Any) -> jax.Array:
     >>> opt = adam_tx.loss_scaling(adam_tx.adam(1e-3))
     >>> float(adam_tx.scale_loss(jnp.float32(0.5), opt.init(jnp.zeros(2))))
     32768.0
+
+    Args:
+      loss: the scalar loss.
+      state: a ``LossScaleState`` or any optimizer state containing one.
     """
     ls = find_loss_scale(state)
     dtype = compute_dtype(jnp.result_type(loss))

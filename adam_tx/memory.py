@@ -29,6 +29,9 @@ def state_bytes(opt_state: Any) -> int:
     >>> state_bytes(adam_tx.scale_by_adam().init(p)) - state_bytes(
     ...     adam_tx.scale_by_adam(mu_dtype=jnp.bfloat16).init(p))
     2000
+
+    Args:
+      opt_state: any pytree; its array leaves are counted.
     """
     return sum(_nbytes(x) for x in jax.tree.leaves(opt_state) if hasattr(x, "dtype"))
 
@@ -86,6 +89,11 @@ def state_report(opt_state: Any, params: Any, *, min_size: int = 4096) -> StateR
     >>> r = state_report(adam_tx.adam(state_format="int8").init(p), p)
     >>> r.large_bytes_per_param  # 2 moments x (1 byte + 4 bytes / 256)
     2.03125
+
+    Args:
+      opt_state: the optimizer state to measure.
+      params: the parameters it was initialised for.
+      min_size: leaves with at least this many elements count as large.
     """
     leaves, params_def = jax.tree.flatten(params)
     shapes = [tuple(np.shape(p)) for p in leaves]

@@ -224,6 +224,9 @@ def stats(opt_state: Any) -> dict[str, jax.Array]:
     >>> _, s = opt.update(jnp.array([3.0, 4.0]), s, p)
     >>> {k: round(float(v), 3) for k, v in adam_tx.stats(s).items()}
     {'step': 1.0, 'learning_rate': 0.1, 'b1': 0.9, 'grad_norm': 5.0, 'clip_factor': 0.2}
+
+    Args:
+      opt_state: an optimizer state (any pytree of states).
     """
     switch = _outermost_switch(opt_state)
     if switch is not None:

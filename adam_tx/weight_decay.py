@@ -29,6 +29,8 @@ DEFAULT_EXCLUDE = ("bias", "scale", "norm", "embed")
 
 
 class AddDecayedWeightsState(NamedTuple):
+    """State of :func:`add_decayed_weights`: the step count and the rate in force."""
+
     count: jax.Array
     hyperparams: dict
 

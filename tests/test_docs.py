@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import importlib.util
 import pathlib
 import re
@@ -65,6 +67,12 @@ def test_docs_build_strict(tmp_path):
     # A role naming a documented object links to its entry.
     transforms = pages["api/transforms/index.html"]
     assert re.search(r'<a class="autorefs[^>]*href="[^"]*#adam_tx[^"]*"', transforms)
+    # Every name in adam_tx.__all__ has an API entry: a heading with its id.
+    ids = {
+        i for text in pages.values() for i in re.findall(r'id="(adam_tx[^"]*)"', text)
+    }
+    missing = [name for name in _public_names() if not _entry_ids(name) & ids]
+    assert not missing, f"no API entry for {missing}"
     # Math is MathML (docs/_math.py): nothing left for a script to typeset.
     for name, text in pages.items():
         assert 'class="arithmatex"' not in text, name
@@ -74,6 +82,40 @@ def test_docs_build_strict(tmp_path):
         text = pages[f"{name}/index.html"]
         assert text.count('<math xmlns="http://www.w3.org/1998/Math/MathML"') > 3
         assert text.count('display="block"><mrow><mtable>') >= boxes, name
+
+
+def _public_names() -> list[str]:
+    import adam_tx
+
+    return list(adam_tx.__all__)
+
+
+def _entry_ids(name: str) -> set[str]:
+    """The ids an API entry for ``adam_tx.<name>`` may have: its public path
+    or where it is defined (mkdocstrings uses the path it renders it under)."""
+    import types
+
+    import adam_tx
+
+    obj = getattr(adam_tx, name)
+    if isinstance(obj, types.ModuleType):
+        return {obj.__name__}
+    qualname = getattr(obj, "__qualname__", name)
+    return {f"adam_tx.{name}", f"{getattr(obj, '__module__', '')}.{qualname}"}
+
+
+def test_markdown_examples_run():
+    # The ``pycon`` examples written in the pages (not docstrings: pytest's
+    # doctest collection runs those).
+    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner()
+    ran = 0
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        for block in re.findall(r"```pycon\n(.*?)```", page.read_text(), flags=re.S):
+            test = parser.get_doctest(block, {}, page.name, str(page), 0)
+            result = runner.run(test)
+            assert result.failed == 0, f"{page}: a pycon example fails"
+            ran += result.attempted
+    assert ran >= 1
 
 
 def _table(text: str) -> list[str]:

@@ -84,6 +84,47 @@ def test_docstring(name, obj):
 
 
 @pytest.mark.parametrize("name,obj", FUNCTIONS, ids=[n for n, _ in FUNCTIONS])
+def test_arguments_documented(name, obj):
+    # A Google-style ``Args:`` section, rendered by the docs as the argument
+    # table, naming every parameter.
+    params = [
+        ("*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else "")
+        + p.name
+        for p in inspect.signature(obj).parameters.values()
+    ]
+    if not params:
+        return
+    doc = inspect.getdoc(obj)
+    section = re.search(r"^Args:\n((?:[ \t]+.*\n?|\n)+)", doc, flags=re.M)
+    assert section, f"adam_tx.{name} takes arguments but has no Args: section"
+    # An entry may name several parameters: "mu_dtype, nu_dtype: ...".
+    entries = re.findall(
+        r"^  (\**\w+(?:, \**\w+)*)(?: \(.*?\))?:", section[1], flags=re.M
+    )
+    named = {n for entry in entries for n in entry.split(", ")}
+    missing = [p for p in params if p not in named]
+    assert not missing, f"adam_tx.{name}'s Args: section leaves out {missing}"
+
+
+def _public_classes():
+    for name in sorted(adam_tx.__all__):
+        obj = getattr(adam_tx, name)
+        if inspect.isclass(obj):
+            yield name, obj
+
+
+CLASSES = list(_public_classes())
+
+
+@pytest.mark.parametrize("name,cls", CLASSES, ids=[n for n, _ in CLASSES])
+def test_class_has_its_own_docstring(name, cls):
+    # Not the generated "Name(field, ...)" of a NamedTuple: the docs hide an
+    # object without a docstring, so it would have no API entry.
+    doc = cls.__dict__.get("__doc__")
+    assert doc and not doc.startswith(f"{cls.__name__}("), name
+
+
+@pytest.mark.parametrize("name,obj", FUNCTIONS, ids=[n for n, _ in FUNCTIONS])
 def test_example_is_collected_as_doctest(name, obj):
     # The example must live in the function's own module, where
     # ``pytest --doctest-modules adam_tx`` finds it.

@@ -183,6 +183,32 @@ def ademamix(
     >>> round(float(u[0]), 5)  # -lr * 1.5
     -0.15
 
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      b3: decay rate of the slow momentum, a float, an array or a schedule
+        ``count -> value`` (e.g. ``b3_scheduler``).
+      alpha: weight of the slow momentum in the numerator, a float, an array or a
+        schedule ``count -> value`` (e.g. ``alpha_scheduler``).
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      eps_root: added to the second moment inside the square root (0: none; useful when
+        differentiating through the update, as in meta-learning).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      weight_decay: decoupled weight decay rate (AdamW's), multiplied by the learning
+        rate; a float, an array or a schedule ``count -> value``. 0 adds no decay.
+      mask: which leaves to decay: a pytree of booleans shaped like the parameters, or a
+        callable ``params -> pytree`` (e.g. ``adam_tx.decay_mask``); None decays every
+        leaf.
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
+
     References:
       Pagliardini, Ablin & Grangier, "The AdEMAMix Optimizer: Better, Faster,
       Older", arXiv:2409.03137, 2024.
@@ -212,6 +238,11 @@ def alpha_scheduler(alpha: float, warmup_steps: int, alpha_start: float = 0.0):
     >>> s = alpha_scheduler(8.0, 4)
     >>> [float(s(t)) for t in (0, 2, 4, 9)]
     [0.0, 4.0, 8.0, 8.0]
+
+    Args:
+      alpha: final value of ``alpha``.
+      warmup_steps: steps ``T`` over which ``alpha`` rises (the paper: the whole run).
+      alpha_start: value at step 0.
 
     References:
       Pagliardini, Ablin & Grangier, "The AdEMAMix Optimizer: Better, Faster,
@@ -243,6 +274,12 @@ def b3_scheduler(b3: float, warmup_steps: int, b3_start: float = 0.9):
     >>> s = b3_scheduler(0.999, 10)
     >>> [round(float(s(t)), 6) for t in (0, 10, 20)]
     [0.9, 0.999, 0.999]
+
+    Args:
+      b3: final value of ``b3``.
+      warmup_steps: steps ``T`` over which the half-life rises (the paper: the whole
+        run).
+      b3_start: value at step 0 (the paper uses ``b1``).
 
     References:
       Pagliardini, Ablin & Grangier, "The AdEMAMix Optimizer: Better, Faster,

@@ -225,6 +225,29 @@ def adopt(
     >>> float(u[0]) == 0.0  # the first update only initialises v
     True
 
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value`` (ADOPT's default 0.9999).
+      eps: floor of ``sqrt(v_{t-1})`` in the normalisation.
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nesterov: use Nesterov momentum (NAdam's look-ahead numerator).
+      use_clipping: clip the normalised gradient to ``[-c_t, c_t]``.
+      clip_value_fn: the clip bound ``c_t`` as a function of the step (default
+        ``t^(1/4)``).
+      weight_decay: decoupled weight decay rate (AdamW's), multiplied by the learning
+        rate; a float, an array or a schedule ``count -> value``. 0 adds no decay.
+      mask: which leaves to decay: a pytree of booleans shaped like the parameters, or a
+        callable ``params -> pytree`` (e.g. ``adam_tx.decay_mask``); None decays every
+        leaf.
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
+
     References:
       Taniguchi et al., "ADOPT: Modified Adam Can Converge with Any beta2 with
       the Optimal Rate", NeurIPS 2024.

@@ -31,6 +31,8 @@ from adam_tx.variants._common import adam_formats, nonnegative_decay, storage_ke
 
 
 class ScaleByAdamAtan2State(NamedTuple):
+    """State of :func:`scale_by_adam_atan2`: the step count and Adam's two moments."""
+
     count: jax.Array
     mu: Any
     nu: Any
@@ -132,6 +134,27 @@ def adam_atan2(
     >>> p = jnp.zeros(1); s = opt.init(p)
     >>> round(float(opt.update(jnp.array([5.0]), s, p)[0][0]), 4)  # -0.1 pi / 4
     -0.0785
+
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      weight_decay: decoupled weight decay rate (AdamW's), multiplied by the learning
+        rate; a float, an array or a schedule ``count -> value``. 0 adds no decay.
+      a: scale of the ``atan2`` step (the paper's 1).
+      b: scale of ``sqrt(v_hat)`` inside ``atan2`` (the paper's 1).
+      mask: which leaves to decay: a pytree of booleans shaped like the parameters, or a
+        callable ``params -> pytree`` (e.g. ``adam_tx.decay_mask``); None decays every
+        leaf.
+      nesterov: use Nesterov momentum (NAdam's look-ahead numerator).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
 
     References:
       Everett et al., "Scaling Exponents Across Parameterizations and

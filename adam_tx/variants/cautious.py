@@ -44,6 +44,10 @@ def cautious_mask(u: jax.Array, g: jax.Array) -> jax.Array:
     the scale finite when nothing agrees. For complex
     leaves agreement is ``re(u conj(g)) > 0``.
 
+    Args:
+      u: one leaf of the update direction.
+      g: the gradient leaf of the same shape.
+
     Reference: Liang et al., "Cautious Optimizers: Improving Training with One
     Line of Code", 2024.
 
@@ -138,6 +142,29 @@ def cautious_adamw(
     >>> u, s = opt.update(jnp.array([1.0, -2.0]), s, p)
     >>> [round(float(x), 4) for x in u]  # Adam's first step, scaled by 2 / (2 + 1)
     [-0.0667, 0.0667]
+
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      eps_root: added to the second moment inside the square root (0: none; useful when
+        differentiating through the update, as in meta-learning).
+      weight_decay: decoupled weight decay rate (AdamW's), multiplied by the learning
+        rate; a float, an array or a schedule ``count -> value``. 0 adds no decay.
+      mask: which leaves to decay: a pytree of booleans shaped like the parameters, or a
+        callable ``params -> pytree`` (e.g. ``adam_tx.decay_mask``); None decays every
+        leaf.
+      nesterov: use Nesterov momentum (NAdam's look-ahead numerator).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
 
     References:
       Liang, Chen, Liu & Liu, "Cautious Optimizers: Improving Training with One

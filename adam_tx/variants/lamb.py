@@ -32,6 +32,8 @@ from adam_tx.variants._common import nonnegative_decay, storage_keywords
 
 
 class ScaleByTrustRatioState(NamedTuple):
+    """State of :func:`scale_by_trust_ratio`: the step count and its hyperparameters."""
+
     count: jax.Array
     hyperparams: dict
 
@@ -122,6 +124,27 @@ def lamb(
     >>> u, s = opt.update(jnp.array([1.0, -1.0]), s, p)
     >>> [round(float(x), 4) for x in u]  # |p| = 5, u = (1, -1): lr * 5 / sqrt(2)
     [-0.3536, 0.3536]
+
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the root of the second moment (LAMB's default 1e-6).
+      eps_root: added to the second moment inside the square root (0: none; useful when
+        differentiating through the update, as in meta-learning).
+      weight_decay: decay rate added to the step before the trust ratio, a float, an
+        array or a schedule ``count -> value``. 0 adds no decay.
+      mask: which leaves to decay: a pytree of booleans shaped like the parameters, or a
+        callable ``params -> pytree`` (e.g. ``adam_tx.decay_mask``); None decays every
+        leaf.
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
 
     References:
       You et al., "Large Batch Optimization for Deep Learning: Training BERT in

@@ -250,6 +250,35 @@ def radam(
     >>> round(float(u[0]), 6)  # not yet rectified: -lr * m_hat = -0.1 * 2
     -0.2
 
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      eps_root: added to the second moment inside the square root (0: none; useful when
+        differentiating through the update, as in meta-learning).
+      threshold: ``rho_t`` from which the step is rectified (below it, plain momentum).
+      nesterov: use Nesterov momentum (NAdam's look-ahead numerator).
+      weight_decay: torch's weight decay: coupled L2 on the gradient, or decoupled with
+        ``decoupled_weight_decay=True``; a float, an array or a schedule
+        ``count -> value``. 0: none.
+      decoupled_weight_decay: add the decay to the step (AdamW's form) instead of to the
+        gradient.
+      mask: which leaves to decay: a pytree of booleans shaped like the parameters, or a
+        callable ``params -> pytree`` (e.g. ``adam_tx.decay_mask``); None decays every
+        leaf.
+      eps_convention: ``"optax"`` (eps added to ``sqrt(v_hat)``) or ``"torch"`` (eps
+        added to ``sqrt(v)`` before bias correction, torch.optim.RAdam).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
+
     References:
       Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",
       ICLR 2020; torch.optim.RAdam.

@@ -55,6 +55,8 @@ class ScaleByScheduleFreeState(NamedTuple):
 
 
 class ScaleByRmsDebiasedState(NamedTuple):
+    """State of :func:`scale_by_rms_debiased`: the step count and the second moment."""
+
     count: jax.Array
     nu: Any
     hyperparams: dict
@@ -87,6 +89,17 @@ def scale_by_rms_debiased(
     >>> tx = adam_tx.variants.scale_by_rms_debiased()
     >>> tx.update(jnp.array([2.0, -0.5]), tx.init(jnp.zeros(2)))[0].tolist()
     [1.0, -1.0]
+
+    Args:
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
 
     References:
       Defazio et al., "The Road Less Scheduled", NeurIPS 2024 (Algorithm 1).
@@ -264,6 +277,28 @@ def schedule_free_adamw(
     >>> round(float(u[0]), 6)  # first step: y = z = p - lr * g / |g|
     -0.1
 
+    Args:
+      learning_rate: peak step size, a float, an array or a schedule ``count -> value``.
+      warmup_steps: steps of linear warmup from 0 (None: none).
+      b1: interpolation between the average ``x`` and ``z`` at which gradients are taken
+        (plays momentum's part).
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      weight_decay: decoupled weight decay rate, applied at ``y``; 0: none.
+      weight_lr_power: power ``p`` of the largest learning rate so far in the averaging
+        weights.
+      state_dtype: storage dtype of ``z`` (None: the parameter's).
+      mask: which leaves to decay: a pytree of booleans shaped like the parameters, or a
+        callable ``params -> pytree`` (e.g. ``adam_tx.decay_mask``); None decays every
+        leaf.
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
+
     References:
       Defazio et al., "The Road Less Scheduled", NeurIPS 2024.
     """
@@ -315,6 +350,10 @@ def schedule_free_eval_params(state: Any, params: Any) -> Any:
     >>> x = adam_tx.variants.schedule_free_eval_params(s, p)
     >>> bool(x[0] > p[0])  # x averages the z iterates; y leans toward the newest z
     True
+
+    Args:
+      state: the schedule-free optimizer's state (or a state containing it).
+      params: the current parameters ``y``.
 
     References:
       Defazio et al., "The Road Less Scheduled", NeurIPS 2024.

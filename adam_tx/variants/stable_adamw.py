@@ -44,6 +44,8 @@ from adam_tx.variants._common import (
 
 
 class ScaleByStableAdamState(NamedTuple):
+    """State of :func:`scale_by_stable_adam`: the step count and Adam's two moments."""
+
     count: jax.Array
     mu: Any
     nu: Any
@@ -93,6 +95,23 @@ def scale_by_stable_adam(
     >>> u, s = tx.update(jnp.array([100.0, 100.0]), s)  # g^2 / v_hat = 1.99: RMS 1.41
     >>> [round(x, 4) for x in u.tolist()]
     [0.5311, 0.5311]
+
+    Args:
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      eps_root: added to the second moment inside the square root (0: none; useful when
+        differentiating through the update, as in meta-learning).
+      nesterov: use Nesterov momentum (NAdam's look-ahead numerator).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
 
     References:
       Wortsman et al., "Stable and low-precision training for large-scale
@@ -145,6 +164,29 @@ def stable_adamw(
     >>> p = jnp.zeros(1); s = opt.init(p)
     >>> round(float(opt.update(jnp.array([3.0]), s, p)[0][0]), 4)
     -0.1
+
+    Args:
+      learning_rate: step size, a float, an array or a schedule ``count -> value``.
+      b1: decay rate of the first moment (momentum), a float, an array or a schedule
+        ``count -> value``.
+      b2: decay rate of the second moment, a float, an array or a schedule
+        ``count -> value``.
+      eps: added to the square root of the second moment in the denominator, for
+        numerical stability.
+      eps_root: added to the second moment inside the square root (0: none; useful when
+        differentiating through the update, as in meta-learning).
+      weight_decay: decoupled weight decay rate (AdamW's), multiplied by the learning
+        rate; a float, an array or a schedule ``count -> value``. 0 adds no decay.
+      mask: which leaves to decay: a pytree of booleans shaped like the parameters, or a
+        callable ``params -> pytree`` (e.g. ``adam_tx.decay_mask``); None decays every
+        leaf.
+      nesterov: use Nesterov momentum (NAdam's look-ahead numerator).
+      mu_dtype: storage dtype of the first moment (None: the parameter's).
+      nu_dtype: storage dtype of the second moment (None: the parameter's).
+      state_format: ``"nearest"`` (round to the storage dtype), ``"stochastic"``
+        (bfloat16 storage rounded stochastically), ``"int8"`` or ``"int4"`` (blockwise
+        quantized); see ``adam_tx.state_format``.
+      seed: seed of the stochastic-rounding key (None: 0).
 
     References:
       Wortsman et al., "Stable and low-precision training for large-scale
