@@ -18,9 +18,10 @@ stored either.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -42,30 +43,103 @@ class LeafInfo(NamedTuple):
     path: str
 
 
-class Piece(NamedTuple):
+class Init(Protocol):
+    """``params -> state``: the piece's state (a NamedTuple)."""
+
+    def __call__(self, params: Any, /) -> Any: ...
+
+
+class Prepare(Protocol):
+    """``(state, params, reduced) -> ctx``: the scalar work of one step."""
+
+    def __call__(self, state: Any, params: Any, reduced: Partials | None, /) -> Any: ...
+
+
+class LeafFn(Protocol):
+    """``(ctx, x, entries, param, info) -> (x_out, entries, partials)``."""
+
+    def __call__(
+        self,
+        ctx: Any,
+        x: jax.Array,
+        entries: tuple[Any, ...],
+        param: Any,
+        info: LeafInfo,
+        /,
+    ) -> tuple[jax.Array, tuple[Any, ...], Partials]: ...
+
+
+class GuardedLeafFn(Protocol):
+    """``(ctx, x, entries, param, info, ok) -> (x_out, entries, partials)``."""
+
+    def __call__(
+        self,
+        ctx: Any,
+        x: jax.Array,
+        entries: tuple[Any, ...],
+        param: Any,
+        info: LeafInfo,
+        ok: jax.Array | bool,
+        /,
+    ) -> tuple[jax.Array, tuple[Any, ...], Partials]: ...
+
+
+class Finish(Protocol):
+    """``(state, ctx, new_fields, partial_sums) -> new_state``."""
+
+    def __call__(
+        self, state: Any, ctx: Any, new_fields: tuple[Any, ...], partials: Partials, /
+    ) -> Any: ...
+
+
+_CALLABLES = ("init", "prepare", "leaf", "finish")
+_OPTIONAL_CALLABLES = (
+    "reduce_input",
+    "reduce_when",
+    "scales_by",
+    "squares_factor",
+    "guarded_leaf",
+    "reduce_in_pass",
+)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class Piece:
     """One transform, split into its per-step scalar work and per-leaf math.
+
+    Built with keywords only; the invariants below are checked when it is
+    built (a ``TypeError`` or ``ValueError`` naming the piece and the field),
+    so a malformed piece fails where it is written, not deep in a trace. What
+    cannot be checked by looking (that ``scales_by`` tells the truth, that
+    ``guarded_leaf(ok=True)`` is ``leaf``) is checked numerically for every
+    transform in ``tests/catalog.py`` by ``tests/test_conformance.py``; see
+    ``docs/contributing.md``.
 
     Attributes:
       name: for error messages.
       init: ``params -> state`` (a NamedTuple).
       prepare: ``(state, params, reduced) -> ctx``; scalar work once per step
         (count increment, bias corrections, schedule values). ``reduced`` is the
-        sum over leaves of ``reduce_input`` (or None).
+        sum over leaves of ``reduce_input`` (or None). ``ctx`` is the piece's
+        own value, handed back to ``leaf`` and ``finish``; make it a
+        NamedTuple so that its parts are read by name.
       leaf: ``(ctx, x, leaf_state, param, info) -> (x_out, leaf_state, partials)``
         where ``leaf_state`` holds this leaf's entry of each field in ``fields``
         and ``partials`` are float32 scalars summed over leaves for ``finish``.
       finish: ``(state, ctx, new_fields, partial_sums) -> new_state``;
         ``new_fields`` holds one tree per entry of ``fields``.
-      fields: names of state fields that hold one entry per parameter leaf.
+      fields: names of state fields that hold one entry per parameter leaf
+        (distinct, in the order ``leaf`` receives them).
       reduce_input: optional ``x -> tuple of scalars`` summed over all leaves of
         this piece's input before ``prepare``; ``(x, param) -> tuple of
         scalars`` when ``reduce_params`` is set.
       needs_params: whether ``leaf`` (or ``reduce_input``) reads the parameter.
       reduce_params: whether ``reduce_input`` also reads the parameter (before
-        any piece's update overwrites it).
+        any piece's update overwrites it). Requires ``reduce_input`` and
+        ``needs_params``.
       reduce_when: optional ``state -> bool scalar``; the reduction then runs
         only on steps where it is true (``lax.cond``) and ``prepare`` gets
-        zeros on the others.
+        zeros on the others. Requires ``reduce_input``.
       guarded_leaf: optional ``(ctx, x, leaf_state, param, info, ok) -> (x_out,
         leaf_state, partials)``: ``leaf`` made a no-op (zero output, state
         kept) where the scalar ``ok`` is False, written so that the output is
@@ -75,35 +149,89 @@ class Piece(NamedTuple):
         state before overwriting it.
       scales_by: optional ``ctx -> scalar``, declaring that ``leaf`` keeps no
         state and returns its input times that scalar (in the compute dtype).
+        Requires ``fields == ()``.
       squares_factor: optional ``() -> scalar k``, declaring that
         ``reduce_input(x)`` is ``(k^2 sum(x^2),)`` in the hyperparameter dtype.
         When every piece before this one ``scales_by`` a scalar, the engine
         sums the raw input's squares (read straight from memory, and shared by
         all such pieces) times ``k^2`` and those scalars squared, instead of
-        evaluating their leaf functions inside the reduction.
+        evaluating their leaf functions inside the reduction. Requires
+        ``reduce_input`` without ``reduce_params``.
       reduce_in_pass: optional function like ``reduce_input``; on backends that
         fuse a reduction into the loop producing its input (not XLA:CPU, see
         :func:`reductions_in_pass`) it replaces ``reduce_input``: it is
         evaluated on this piece's leaf input inside the update pass and summed
         into the partials ``finish`` receives, and ``prepare`` gets ``None``.
+        Requires ``reduce_input``.
     """
 
     name: str
-    init: Callable[[Any], Any]
-    prepare: Callable[[Any, Any, Partials | None], Any]
-    leaf: Callable[..., tuple[jax.Array, tuple[Any, ...], Partials]]
-    finish: Callable[[Any, Any, tuple[Any, ...], Partials], Any]
+    init: Init
+    prepare: Prepare
+    leaf: LeafFn
+    finish: Finish
     fields: tuple[str, ...] = ()
-    reduce_input: Callable[[jax.Array], Partials] | None = None
+    reduce_input: Callable[..., Partials] | None = None
     needs_params: bool = False
     reduce_params: bool = False
     reduce_when: Callable[[Any], jax.Array] | None = None
     scales_by: Callable[[Any], jax.Array] | None = None
     squares_factor: Callable[[], jax.Array] | None = None
-    guarded_leaf: Callable[..., tuple[jax.Array, tuple[Any, ...], Partials]] | None = (
-        None
-    )
+    guarded_leaf: GuardedLeafFn | None = None
     reduce_in_pass: Callable[..., Partials] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Piece name must be a non-empty str, got {self.name!r}")
+        where = f"Piece {self.name!r}"
+        for f in _CALLABLES:
+            if not callable(getattr(self, f)):
+                raise TypeError(
+                    f"{where}: {f} must be callable, got {getattr(self, f)!r}"
+                )
+        for f in _OPTIONAL_CALLABLES:
+            value = getattr(self, f)
+            if value is not None and not callable(value):
+                raise TypeError(f"{where}: {f} must be callable or None, got {value!r}")
+        if not isinstance(self.fields, tuple) or not all(
+            isinstance(f, str) and f for f in self.fields
+        ):
+            raise TypeError(
+                f"{where}: fields must be a tuple of state field names, got "
+                f"{self.fields!r}"
+            )
+        if len(set(self.fields)) != len(self.fields):
+            raise ValueError(f"{where}: fields repeat a name: {self.fields!r}")
+        for f in ("needs_params", "reduce_params"):
+            if not isinstance(getattr(self, f), bool):
+                raise TypeError(
+                    f"{where}: {f} must be a bool, got {getattr(self, f)!r}"
+                )
+        needs_reduction = (
+            "reduce_params",
+            "reduce_when",
+            "squares_factor",
+            "reduce_in_pass",
+        )
+        for f in needs_reduction:
+            if getattr(self, f) and self.reduce_input is None:
+                raise ValueError(f"{where}: {f} is set but reduce_input is None")
+        if self.reduce_params and not self.needs_params:
+            raise ValueError(f"{where}: reduce_params requires needs_params=True")
+        if self.squares_factor is not None and self.reduce_params:
+            raise ValueError(
+                f"{where}: squares_factor declares a sum of the input's squares, "
+                "which cannot also read the parameters (reduce_params)"
+            )
+        if self.scales_by is not None and self.fields:
+            raise ValueError(
+                f"{where}: scales_by declares a stateless scaling, but the piece "
+                f"keeps per-leaf fields {self.fields!r}"
+            )
+
+    def replace(self, **changes: Any) -> Piece:
+        """A copy with ``changes`` applied, checked like a new piece."""
+        return dataclasses.replace(self, **changes)
 
 
 # A program is a Piece, a Wrapper, or a tuple of programs (a chain, whose state

@@ -17,7 +17,7 @@ from adam_tx import _fusion, hyperparams
 from adam_tx._counting import safe_increment, zero_count
 from adam_tx._dtypes import compute_dtype
 from adam_tx._tree import check_float_leaves
-from adam_tx.state_format import Plain, needs_key
+from adam_tx.state_format import needs_key
 
 
 class StepCtx(NamedTuple):
@@ -124,32 +124,39 @@ def counted_transform(
         )
         return c, dtype
 
-    def leaf(ctx, x, entries, p, info):
-        c, dtype = scalars_of(ctx, x, p, info)
-        loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, entries)]
-        u, new = math(c, x.astype(dtype), *loaded)
+    def store(ctx, info, new, entries):
         keys = [None] * len(fmts)
         if keyed:
             leaf_key = jax.random.fold_in(ctx.rng, info.index)
             keys = [jax.random.fold_in(leaf_key, i) for i in range(len(fmts))]
-        stored = tuple(
+        return tuple(
             fmt.store(v, e, key) for fmt, v, e, key in zip(fmts, new, entries, keys)
         )
-        return u, stored, ()
+
+    def leaf(ctx, x, entries, p, info):
+        c, dtype = scalars_of(ctx, x, p, info)
+        loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, entries)]
+        if not isinstance(math, SplitMath):
+            u, new = math(c, x.astype(dtype), *loaded)
+            return u, store(ctx, info, new, entries), ()
+        # The update reads the moments as stored (rounded, as PyTorch's bf16
+        # state does): for float32 moments that is the new moment itself; for
+        # a rounded format, the unrounded one would be a leaf-sized temporary
+        # (XLA:CPU cannot write it and the stored form from one loop).
+        stored = store(ctx, info, math.moments(c, x.astype(dtype), *loaded), entries)
+        kept = [fmt.load(e, dtype) for fmt, e in zip(fmts, stored)]
+        return math.update(c, x.astype(dtype), *kept), stored, ()
 
     def guarded_leaf(ctx, x, entries, p, info, ok):
         c, dtype = scalars_of(ctx, x, p, info)
-        exact = all(
-            isinstance(fmt, Plain) and jnp.result_type(e) == dtype
-            for fmt, e in zip(fmts, entries)
-        )
-        if not exact:  # rounded formats: the update comes from the unrounded moments
-            return _fusion.select_leaf(piece, ctx, x, entries, p, info, ok)
-        # The kept moments are exactly the new ones on a finite step, so the
-        # update computed from them is the unguarded one, bit for bit.
-        new = math.moments(c, x.astype(dtype), *entries)
-        kept = tuple(jnp.where(ok, n, e) for n, e in zip(new, entries))
-        u = math.update(c, x.astype(dtype), *kept)
+        # The kept moments are the stored new ones on a finite step, and the
+        # update reads them as ``leaf`` does: the unguarded step, bit for bit.
+        loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, entries)]
+        stored = store(ctx, info, math.moments(c, x.astype(dtype), *loaded), entries)
+        keep = lambda n, o: jnp.where(ok, n, o)
+        kept = tuple(jax.tree.map(keep, n, e) for n, e in zip(stored, entries))
+        loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, kept)]
+        u = math.update(c, x.astype(dtype), *loaded)
         return jnp.where(ok, u, jnp.zeros_like(u)), kept, ()
 
     def finish(state, ctx, new_fields, partials):
@@ -164,14 +171,13 @@ def counted_transform(
         )
 
     piece = _fusion.Piece(
-        name,
-        init,
-        prepare,
-        leaf,
-        finish,
-        fields,
-        None,
-        needs_params,
+        name=name,
+        init=init,
+        prepare=prepare,
+        leaf=leaf,
+        finish=finish,
+        fields=fields,
+        needs_params=needs_params,
         guarded_leaf=guarded_leaf if isinstance(math, SplitMath) else None,
     )
     return _fusion.transformation(piece)

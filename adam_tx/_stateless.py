@@ -21,7 +21,7 @@ def accepting_no_state(
     piece = _fusion.program_of(tx)
     fresh = lambda state: piece.init(None) if state is None else state
     return _fusion.transformation(
-        piece._replace(
+        piece.replace(
             prepare=lambda state, *args: piece.prepare(fresh(state), *args),
             finish=lambda state, *args: piece.finish(fresh(state), *args),
         )

@@ -81,5 +81,7 @@ def bias_correction(decay: float = 0.9):
         return BiasCorrectionState(ctx[0], ctx[1])
 
     return _fusion.transformation(
-        _fusion.Piece("bias_correction", init, prepare, leaf, finish)
+        _fusion.Piece(
+            name="bias_correction", init=init, prepare=prepare, leaf=leaf, finish=finish
+        )
     )

@@ -215,13 +215,12 @@ def clip_by_global_norm(
         return ClipByGlobalNormState(norm, factor, hp)
 
     piece = _fusion.Piece(
-        "clip_by_global_norm",
-        init,
-        prepare,
-        leaf,
-        finish,
-        (),
-        reduce_input,
+        name="clip_by_global_norm",
+        init=init,
+        prepare=prepare,
+        leaf=leaf,
+        finish=finish,
+        reduce_input=reduce_input,
         scales_by=lambda ctx: ctx[2],
         squares_factor=lambda: jnp.ones([], hyper_dtype()),
     )

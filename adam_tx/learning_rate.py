@@ -56,11 +56,11 @@ def identity() -> optax.GradientTransformationExtraArgs:
         return x, (), ()
 
     piece = _fusion.Piece(
-        "identity",
-        lambda params: optax.EmptyState(),
-        lambda state, params, reduced: None,
-        leaf,
-        lambda state, ctx, fields, partials: optax.EmptyState(),
+        name="identity",
+        init=lambda params: optax.EmptyState(),
+        prepare=lambda state, params, reduced: None,
+        leaf=leaf,
+        finish=lambda state, ctx, fields, partials: optax.EmptyState(),
         scales_by=lambda ctx: jnp.ones([]),
     )
     return _fusion.transformation(piece)

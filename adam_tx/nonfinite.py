@@ -178,7 +178,7 @@ def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
     # A skipped step's later reductions are never used (their pieces keep their
     # state), so a guarded scaling piece still scales by its own factor.
     scales_by = piece.scales_by and (lambda ctx: piece.scales_by(ctx[1]))
-    return piece._replace(
+    return piece.replace(
         prepare=prepare,
         leaf=leaf,
         finish=finish,
@@ -218,11 +218,11 @@ def guard_head(
         return reduced[0]
 
     return _fusion.Piece(
-        name,
-        init,
-        prepare,
-        lambda ctx, x, entries, p, info: (apply(x), (), ()),
-        Bookkeeping(
+        name=name,
+        init=init,
+        prepare=prepare,
+        leaf=lambda ctx, x, entries, p, info: (apply(x), (), ()),
+        finish=Bookkeeping(
             lambda state, squares, fields, partials, outer_ok: advance(
                 state, squares, outer_ok
             )

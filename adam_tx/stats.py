@@ -159,11 +159,11 @@ def track_stats(every: int = 1):
         )
 
     piece = _fusion.Piece(
-        "track_stats",
-        init,
-        prepare,
-        leaf,
-        finish,
+        name="track_stats",
+        init=init,
+        prepare=prepare,
+        leaf=leaf,
+        finish=finish,
         reduce_input=reduce_input,
         needs_params=True,
         reduce_params=True,

@@ -25,13 +25,22 @@ import jax.numpy as jnp
 from adam_tx._xla.once import root
 
 
+def _zero_bits(y: jax.Array) -> jax.Array:
+    """``(bits(y) >> h) >> h``, ``h`` half of ``y``'s width: 0, as a uint32."""
+    width = 8 * jnp.dtype(y.dtype).itemsize
+    uint = jnp.dtype(f"uint{width}")
+    half = jnp.asarray(width // 2, uint)
+    bits = jax.lax.bitcast_convert_type(y, uint)
+    srl = jax.lax.shift_right_logical
+    return srl(srl(bits, half), half).astype(jnp.uint32)
+
+
 def zero_from(scalars: Iterable[jax.Array]) -> jax.Array:
-    """A ``uint32`` 0 that XLA sees as computed from every one of ``scalars``."""
-    srl = lambda b, n: jax.lax.shift_right_logical(b, jnp.uint32(n))
+    """A ``uint32`` 0 that XLA sees as computed from every one of ``scalars``,
+    each taken through :func:`~adam_tx._xla.once.root` (sums over leaves)."""
     zero = jnp.uint32(0)
     for s in scalars:
-        bits = jax.lax.bitcast_convert_type(root(s).astype(jnp.float32), jnp.uint32)
-        zero = zero | srl(srl(bits, 16), 16)
+        zero = zero | _zero_bits(root(s).astype(jnp.float32))
     return zero
 
 
@@ -58,8 +67,12 @@ def _or_zero_bits_jvp(primals, tangents):
 
 def ordered_after(x: jax.Array, y: jax.Array) -> jax.Array:
     """``x``, bit for bit, but computed from the scalar ``y``: the loop writing
-    ``x`` runs after the loop computing ``y``."""
-    return or_zero_bits(x, zero_from([y]))
+    ``x`` runs after the loop computing ``y``. ``y`` is used as it is (an
+    element of an array, not a sum: nothing to compute once), and ``x`` has
+    no derivative rule through it: moments are not differentiated."""
+    uint = jnp.dtype(f"uint{8 * jnp.dtype(x.dtype).itemsize}")
+    as_bits = jax.lax.bitcast_convert_type(x, uint)
+    return jax.lax.bitcast_convert_type(as_bits | _zero_bits(y).astype(uint), x.dtype)
 
 
 def after(scalars: Iterable[jax.Array], arrays: bool = False) -> Callable[[Any], Any]:

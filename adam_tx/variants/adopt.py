@@ -189,7 +189,7 @@ def _v_after_m(tx):
         return leaf
 
     return _fusion.transformation(
-        piece._replace(
+        piece.replace(
             leaf=ordered(piece.leaf),
             guarded_leaf=piece.guarded_leaf and ordered(piece.guarded_leaf),
         )

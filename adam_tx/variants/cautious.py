@@ -99,7 +99,7 @@ def cautious(direction: optax.GradientTransformation) -> Any:
     direction = check_transform("direction", direction)
     piece = _fusion.program_of(direction)
     if isinstance(piece, _fusion.Piece):
-        masked = piece._replace(
+        masked = piece.replace(
             name=f"cautious({piece.name})",
             leaf=_masked(piece.leaf),
             guarded_leaf=piece.guarded_leaf and _masked(piece.guarded_leaf),

@@ -238,7 +238,7 @@ def _with_averaging_weights(tx, power: float):
         return new._replace(max_lr=s["max_lr"], weight_sum=s["weight_sum"])
 
     return _fusion.transformation(
-        piece._replace(init=init, prepare=prepare, finish=finish)
+        piece.replace(init=init, prepare=prepare, finish=finish)
     )
 
 

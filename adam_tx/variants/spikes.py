@@ -216,11 +216,11 @@ def skip_spikes(
             return advance(state, loss_, norm, ok, outer_ok, rule)
 
         return _fusion.Piece(
-            "skip_spikes",
-            init,
-            prepare,
-            lambda ctx, x, entries, p, info: (x, (), ()),
-            Bookkeeping(finish),
+            name="skip_spikes",
+            init=init,
+            prepare=prepare,
+            leaf=lambda ctx, x, entries, p, info: (x, (), ()),
+            finish=Bookkeeping(finish),
             reduce_input=lambda x: (sum_of_squares(x).astype(hyper_dtype()),),
             scales_by=lambda ctx: jnp.ones([], hyper_dtype()),
             squares_factor=lambda: jnp.ones([], hyper_dtype()),
