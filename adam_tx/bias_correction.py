@@ -32,6 +32,15 @@ def debias(moment: jax.Array, corr: jax.Array) -> jax.Array:
     return moment / corr.astype(moment.dtype)
 
 
+class _StepCtx(NamedTuple):
+    """One step of :func:`bias_correction`: the new count, the rates in force
+    and the correction ``1 - decay**t``."""
+
+    count: jax.Array
+    hp: dict[str, jax.Array]
+    correction: jax.Array
+
+
 class BiasCorrectionState(NamedTuple):
     """State of :func:`bias_correction`: the step count and the decay rate."""
 
@@ -72,13 +81,13 @@ def bias_correction(decay: float = 0.9):
     def prepare(state, params, reduced):
         hp = hyperparams.current_values(hypers, state.hyperparams, state.count)
         count = safe_increment(state.count)
-        return count, hp, correction(hp["1-decay"], count)
+        return _StepCtx(count, hp, correction(hp["1-decay"], count))
 
     def leaf(ctx, x, entries, p, info):
-        return debias(x, ctx[2]), (), ()
+        return debias(x, ctx.correction), (), ()
 
     def finish(state, ctx, fields, partials):
-        return BiasCorrectionState(ctx[0], ctx[1])
+        return BiasCorrectionState(ctx.count, ctx.hp)
 
     return _fusion.transformation(
         _fusion.Piece(

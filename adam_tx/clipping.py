@@ -45,6 +45,15 @@ class ClipByGlobalNormState(NamedTuple):
     hyperparams: dict
 
 
+class _GlobalNormCtx(NamedTuple):
+    """One step of :func:`clip_by_global_norm`: the rates in force, the norm
+    and the factor every leaf is multiplied by."""
+
+    hp: dict[str, jax.Array]
+    norm: jax.Array
+    factor: jax.Array
+
+
 class AdaptiveGradClipState(NamedTuple):
     """State of :func:`adaptive_grad_clip`: the step count and its hyperparameters."""
 
@@ -204,15 +213,14 @@ def clip_by_global_norm(
             m, s = reduced[1:]
             rescaled = jnp.where(jnp.isfinite(m), m * jnp.sqrt(s), m)
             norm = jnp.where(jnp.isposinf(reduced[0]), rescaled, norm)
-        return hp, norm, clip_factor(norm, hp["max_norm"])
+        return _GlobalNormCtx(hp, norm, clip_factor(norm, hp["max_norm"]))
 
     def leaf(ctx, x, entries, p, info):
         x = x.astype(compute_dtype(x.dtype))
-        return x * ctx[2].astype(x.dtype), (), ()
+        return x * ctx.factor.astype(x.dtype), (), ()
 
     def finish(state, ctx, fields, partials):
-        hp, norm, factor = ctx
-        return ClipByGlobalNormState(norm, factor, hp)
+        return ClipByGlobalNormState(ctx.norm, ctx.factor, ctx.hp)
 
     piece = _fusion.Piece(
         name="clip_by_global_norm",
@@ -221,7 +229,7 @@ def clip_by_global_norm(
         leaf=leaf,
         finish=finish,
         reduce_input=reduce_input,
-        scales_by=lambda ctx: ctx[2],
+        scales_by=lambda ctx: ctx.factor,
         squares_factor=lambda: jnp.ones([], hyper_dtype()),
     )
     return accepting_no_state(_fusion.transformation(piece))

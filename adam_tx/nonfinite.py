@@ -90,6 +90,14 @@ def _and(a: jax.Array | bool, b: jax.Array | bool) -> jax.Array | bool:
     return a if b is True else jnp.logical_and(a, b)
 
 
+class GuardedCtx(NamedTuple):
+    """A guarded piece's step: whether the guard let the step pass, and the
+    inner piece's own context."""
+
+    ok: jax.Array | bool
+    inner: Any
+
+
 class Bookkeeping:
     """The ``finish`` of a guard head: it runs on every step, skipped or not,
     and ``run(state, ctx, fields, partials, outer_ok)`` receives whether the
@@ -145,11 +153,11 @@ def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
     """
 
     def prepare(state, params, reduced):
-        return finite(), piece.prepare(state, params, reduced)
+        return GuardedCtx(finite(), piece.prepare(state, params, reduced))
 
     def guarded_leaf(ctx, x, entries, p, info, outer_ok):
-        ok, inner_ctx = ctx
-        ok = jnp.logical_and(ok, outer_ok)  # nested guards: all must pass
+        inner_ctx = ctx.inner
+        ok = jnp.logical_and(ctx.ok, outer_ok)  # nested guards: all must pass
         if piece.guarded_leaf is not None:
             return piece.guarded_leaf(inner_ctx, x, entries, p, info, ok)
         return _fusion.select_leaf(piece, inner_ctx, x, entries, p, info, ok)
@@ -158,8 +166,8 @@ def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
         return guarded_leaf(ctx, x, entries, p, info, True)
 
     def finish(state, ctx, new_fields, partials):
-        ok, inner_ctx = ctx
-        new = piece.finish(state, inner_ctx, new_fields, partials)
+        ok = ctx.ok
+        new = piece.finish(state, ctx.inner, new_fields, partials)
         if not piece.fields:
             return select(ok, new, state)
         kept = {f: getattr(new, f) for f in piece.fields}
@@ -171,13 +179,13 @@ def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
         run = piece.finish.run
         finish = Bookkeeping(
             lambda state, ctx, fields, partials, outer_ok: run(
-                state, ctx[1], fields, partials, _and(ctx[0], outer_ok)
+                state, ctx.inner, fields, partials, _and(ctx.ok, outer_ok)
             )
         )
 
     # A skipped step's later reductions are never used (their pieces keep their
     # state), so a guarded scaling piece still scales by its own factor.
-    scales_by = piece.scales_by and (lambda ctx: piece.scales_by(ctx[1]))
+    scales_by = piece.scales_by and (lambda ctx: piece.scales_by(ctx.inner))
     return piece.replace(
         prepare=prepare,
         leaf=leaf,
