@@ -1,8 +1,10 @@
 """Write the teaching notebooks 01-05 and 08 (outputs cleared) with nbformat.
 
 The notebooks are committed; this script is their source. Edit a cell here, run
-``python notebooks/_build.py`` and commit both. ``tests/test_notebooks.py``
-executes every ``notebooks/*.ipynb`` (also 06 and 07, written by hand).
+``python notebooks/_build.py``, then ``python notebooks/_execute.py`` (which
+stores the small outputs the docs show), and commit both.
+``tests/test_notebooks.py`` executes every ``notebooks/*.ipynb`` (also 06 and
+07, written by hand).
 """
 
 from __future__ import annotations
@@ -572,8 +574,9 @@ for name, (n, lr, _) in results.items():
     md("""
 ## The chart, measured (plotly)
 
-The figure is built with plotly and shown as JSON (no browser needed); in a
-live notebook `fig.show()` draws it interactively.
+The figure is built with plotly and shown through its own MIME type, which
+JupyterLab draws interactively (hover a bar for its value); the rendered docs
+show the same interactive chart.
 """),
     code("""
 import plotly.graph_objects as go
@@ -586,7 +589,7 @@ fig = go.Figure(
             "yaxis": {"title": "steps"}},
 )
 assert list(fig.data[0].y) == [measured[n] for n in names]
-fig.show(renderer="json")
+fig.show(renderer="plotly_mimetype")
 """),
     md("## The same chart with matplotlib, and the loss curves"),
     code("""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import importlib.util
+import json
 import pathlib
 import re
 import subprocess
@@ -31,8 +32,9 @@ def _docs_module(name: str):
 @pytest.mark.skipif(
     importlib.util.find_spec("mkdocs") is None
     or importlib.util.find_spec("mkdocstrings") is None
-    or importlib.util.find_spec("latex2mathml") is None,
-    reason="mkdocs, mkdocstrings[python] and latex2mathml are in the test extras",
+    or importlib.util.find_spec("latex2mathml") is None
+    or importlib.util.find_spec("mkdocs_jupyter") is None,
+    reason="the docs extra's packages are in the test extras",
 )
 def test_docs_build_strict(tmp_path):
     proc = subprocess.run(
@@ -73,6 +75,16 @@ def test_docs_build_strict(tmp_path):
     }
     missing = [name for name in _public_names() if not _entry_ids(name) & ids]
     assert not missing, f"no API entry for {missing}"
+    # The notebooks are pages showing their stored outputs (docs/_notebooks.py);
+    # 04's plotly chart is drawn by the plotly.js the site serves.
+    for path in NOTEBOOKS:
+        page = pages[f"notebooks/{path.stem}/index.html"]
+        assert 'class="jp-OutputArea-child' in page, path.name
+    assert pages["notebooks/01_toy_quadratic/index.html"].count("data:image/png") >= 1
+    nb04 = pages["notebooks/04_optimizer_comparison/index.html"]
+    assert "Plotly.newPlot" in nb04 and "/plotly.min.js" in nb04
+    assert "application/vnd.plotly.v1+json" not in nb04
+    assert (tmp_path / "assets" / "javascripts" / "plotly.min.js").exists()
     # Math is MathML (docs/_math.py): nothing left for a script to typeset.
     for name, text in pages.items():
         assert 'class="arithmatex"' not in text, name
@@ -82,6 +94,28 @@ def test_docs_build_strict(tmp_path):
         text = pages[f"{name}/index.html"]
         assert text.count('<math xmlns="http://www.w3.org/1998/Math/MathML"') > 3
         assert text.count('display="block"><mrow><mtable>') >= boxes, name
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[!_]*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_stores_small_outputs(path):
+    # The docs show the stored outputs (notebooks/_execute.py writes them):
+    # there must be some, and they must stay small.
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert any(c.get("outputs") for c in code), (
+        f"{path.name} has no stored outputs: run python notebooks/_execute.py"
+    )
+    assert path.stat().st_size < 600_000, f"{path.name} is over 600 kB"
+    for cell in code:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            assert len(json.dumps(data)) <= 200_000, path.name
+            if "application/vnd.plotly.v1+json" in data:
+                html = "".join(data.get("text/html", ""))
+                assert "Plotly.newPlot" in html and len(html) < 100_000, path.name
 
 
 def _public_names() -> list[str]:
