@@ -17,7 +17,7 @@ from adam_tx import _fusion, hyperparams
 from adam_tx._counting import safe_increment, zero_count
 from adam_tx._dtypes import compute_dtype
 from adam_tx._tree import check_float_leaves
-from adam_tx.state_format import needs_key
+from adam_tx.state_format import needs_key, reads_stored
 
 
 class StepCtx(NamedTuple):
@@ -133,30 +133,54 @@ def counted_transform(
             fmt.store(v, e, key) for fmt, v, e, key in zip(fmts, new, entries, keys)
         )
 
+    # Which moments the update reads as stored (rounded: bfloat16, as
+    # PyTorch's bf16 state) rather than as computed (state_format.reads_stored).
+    as_stored = tuple(reads_stored(fmt) for fmt in fmts)
+
+    def update_of(c, g, new, stored, dtype):
+        moments = [
+            fmt.load(s, dtype) if flag else n
+            for fmt, flag, n, s in zip(fmts, as_stored, new, stored)
+        ]
+        return math.update(c, g, *moments)
+
     def leaf(ctx, x, entries, p, info):
         c, dtype = scalars_of(ctx, x, p, info)
         loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, entries)]
+        g = x.astype(dtype)
         if not isinstance(math, SplitMath):
-            u, new = math(c, x.astype(dtype), *loaded)
+            u, new = math(c, g, *loaded)
             return u, store(ctx, info, new, entries), ()
-        # The update reads the moments as stored (rounded, as PyTorch's bf16
-        # state does): for float32 moments that is the new moment itself; for
-        # a rounded format, the unrounded one would be a leaf-sized temporary
-        # (XLA:CPU cannot write it and the stored form from one loop).
-        stored = store(ctx, info, math.moments(c, x.astype(dtype), *loaded), entries)
-        kept = [fmt.load(e, dtype) for fmt, e in zip(fmts, stored)]
-        return math.update(c, x.astype(dtype), *kept), stored, ()
+        new = math.moments(c, g, *loaded)
+        stored = store(ctx, info, new, entries)
+        return update_of(c, g, new, stored, dtype), stored, ()
 
     def guarded_leaf(ctx, x, entries, p, info, ok):
         c, dtype = scalars_of(ctx, x, p, info)
-        # The kept moments are the stored new ones on a finite step, and the
-        # update reads them as ``leaf`` does: the unguarded step, bit for bit.
         loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, entries)]
-        stored = store(ctx, info, math.moments(c, x.astype(dtype), *loaded), entries)
+        g = x.astype(dtype)
+        new = math.moments(c, g, *loaded)
+        # A moment read as stored is selected before it is stored: storing the
+        # old moment, which its format holds exactly, gives it back bit for
+        # bit, and the update reads the kept array itself (a select after the
+        # rounding would be recomputed in the update's loop from the old
+        # moment, which XLA would then copy before overwriting it).
+        early = [
+            flag and jnp.dtype(jnp.result_type(e)).itemsize <= jnp.dtype(dtype).itemsize
+            for flag, e in zip(as_stored, entries)
+        ]
+        values = [
+            jnp.where(ok, n, o) if f else n for f, n, o in zip(early, new, loaded)
+        ]
+        stored = store(ctx, info, values, entries)
         keep = lambda n, o: jnp.where(ok, n, o)
-        kept = tuple(jax.tree.map(keep, n, e) for n, e in zip(stored, entries))
-        loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, kept)]
-        u = math.update(c, x.astype(dtype), *loaded)
+        kept = tuple(
+            s if f else jax.tree.map(keep, s, e)
+            for f, s, e in zip(early, stored, entries)
+        )
+        # On a finite step the kept moments are the stored ones: the update is
+        # the unguarded one, bit for bit.
+        u = update_of(c, g, new, kept, dtype)
         return jnp.where(ok, u, jnp.zeros_like(u)), kept, ()
 
     def finish(state, ctx, new_fields, partials):

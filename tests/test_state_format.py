@@ -92,6 +92,55 @@ def test_bad_arguments_name_the_argument():
         adam_tx.scale_by_belief(nu_dtype=jnp.int8)
 
 
+def _adam_step_reference(m_old, v_old, g, t, b1=0.9, b2=0.999, eps=1e-8):
+    """Adam's new moments and, from given moments, its update (float64)."""
+    m = b1 * m_old + (1 - b1) * g
+    v = b2 * v_old + (1 - b2) * g * g
+
+    def update(m, v):
+        return (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+
+    return m, v, update
+
+
+@pytest.mark.parametrize("kw", [{}, {"state_format": "stochastic"}])
+def test_bfloat16_update_reads_the_stored_moments(kw):
+    """With bfloat16 moments the update is computed from the moments as
+    stored (rounded), as PyTorch's optimizers do with bfloat16 state
+    (``state_format.reads_stored``), not from the unrounded new moments."""
+    rng = np.random.default_rng(0)
+    g1, g2 = (jnp.asarray(rng.normal(size=5000), F32) for _ in range(2))
+    tx = adam_tx.scale_by_adam(mu_dtype=BF16, nu_dtype=BF16, **kw)
+    step = jax.jit(tx.update)
+    _, state = step(g1, tx.init(g1))
+    m_old = np.asarray(state.mu, np.float64)
+    v_old = np.asarray(state.nu, np.float64)
+    u, state = step(g2, state)
+    m, v, update = _adam_step_reference(m_old, v_old, np.asarray(g2, np.float64), 2)
+    stored = update(np.asarray(state.mu, np.float64), np.asarray(state.nu, np.float64))
+    np.testing.assert_allclose(np.asarray(u), stored, rtol=2e-6, atol=1e-7)
+    # The unrounded moments give an update that differs by up to ~a bf16 step.
+    assert np.max(np.abs(update(m, v) - stored)) > 1e-3
+
+
+def test_int8_update_reads_the_unquantized_moments():
+    """Blockwise codes are not read back: the update uses the new moments
+    before quantization (from the dequantized old ones)."""
+    rng = np.random.default_rng(1)
+    g1, g2 = (jnp.asarray(rng.normal(size=(64, 128)), F32) for _ in range(2))
+    tx = adam_tx.scale_by_adam(state_format="int8")
+    step = jax.jit(tx.update)
+    _, state = step(g1, tx.init(g1))
+    assert isinstance(state.mu, Blocks)
+    fmt_m = adam_tx.state_format.moment_format("mu_dtype", None, "int8")
+    fmt_v = adam_tx.state_format.moment_format("nu_dtype", None, "int8", signed=False)
+    m_old = np.asarray(fmt_m.load(state.mu, F32), np.float64)
+    v_old = np.asarray(fmt_v.load(state.nu, F32), np.float64)
+    u, state = step(g2, state)
+    m, v, update = _adam_step_reference(m_old, v_old, np.asarray(g2, np.float64), 2)
+    np.testing.assert_allclose(np.asarray(u), update(m, v), rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------ stochastic rounding
 
 
