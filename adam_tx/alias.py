@@ -16,14 +16,14 @@ decay is added to the gradient before the preconditioner.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import optax
 
 from adam_tx._fusion import chain
+from adam_tx._storage import Storage as Storage  # the options, documented there
+from adam_tx._storage import stores_moments
 from adam_tx._typing import DType, Numeric, ScalarOrSchedule
 from adam_tx._validate import check_nonnegative, check_range, is_schedule, is_traced
 from adam_tx.adabelief import scale_by_belief
@@ -35,62 +35,6 @@ from adam_tx.learning_rate import identity, scale_by_learning_rate
 from adam_tx.weight_decay import add_decayed_weights
 
 Optimizer = optax.GradientTransformationExtraArgs
-
-
-class Storage(NamedTuple):
-    """How an Adam-family alias stores its moments, beyond optax's ``mu_dtype``.
-
-    Each field is also a keyword-only argument of every alias that keeps
-    moments (:func:`adam`, :func:`adamw`, ...), passed to its
-    ``scale_by_*`` transform; see :func:`adam_tx.scale_by_adam`.
-
-    Attributes:
-      nu_dtype: storage dtype of the second moment (None: the parameter's).
-      state_format: ``"nearest"``, ``"stochastic"`` (bfloat16 storage rounded
-        stochastically) or ``"int8"`` (blockwise 8-bit).
-      seed: seed of the stochastic rounding key (None: 0). None by default, so
-        that ``optax.inject_hyperparams`` does not take it for a rate.
-    """
-
-    nu_dtype: DType | None = None
-    state_format: str = "nearest"
-    seed: int | None = None
-
-    def options(self, mu_dtype: DType | None, **more: Any) -> dict[str, Any]:
-        """The keywords of a ``scale_by_*`` transform, with ``mu_dtype`` and
-        ``more`` of the alias's."""
-        seed = 0 if self.seed is None else self.seed
-        return dict(mu_dtype=mu_dtype, **self._replace(seed=seed)._asdict(), **more)
-
-
-def _stores_moments(alias: Callable[..., Optimizer]) -> Callable[..., Optimizer]:
-    """Give ``alias`` the fields of :class:`Storage` as keyword-only parameters.
-
-    ``alias`` declares a last parameter ``storage: Storage``; the wrapper's
-    signature (what ``inspect.signature``, ``optax.inject_hyperparams`` and
-    ``help`` see) replaces it by ``nu_dtype``, ``state_format`` and ``seed``,
-    and collects those into the ``Storage`` it passes on.
-    """
-    sig = inspect.signature(alias)
-    params = [p for name, p in sig.parameters.items() if name != "storage"]
-    params += [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=default,
-            annotation=Storage.__annotations__[name],
-        )
-        for name, default in Storage._field_defaults.items()
-    ]
-
-    @functools.wraps(alias)
-    def wrapper(*args: Any, **kwargs: Any) -> Optimizer:
-        fields = {k: kwargs.pop(k) for k in Storage._fields if k in kwargs}
-        return alias(*args, storage=Storage(**fields), **kwargs)
-
-    wrapper.__signature__ = sig.replace(parameters=params)
-    del wrapper.__wrapped__  # inspect.signature would follow it to ``alias``
-    return wrapper
 
 
 def _is_zero(value: Any) -> bool:
@@ -116,7 +60,7 @@ def _optional_decay(weight_decay: Any, mask: Any = None) -> tuple[Any, ...]:
     return (add_decayed_weights(weight_decay, mask),)
 
 
-@_stores_moments
+@stores_moments
 def adam(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: Numeric = 0.9,
@@ -126,7 +70,7 @@ def adam(
     mu_dtype: DType | None = None,
     *,
     nesterov: bool = False,
-    storage: Storage,
+    **storage: Any,
 ) -> Optimizer:
     """Adam: ``chain(scale_by_adam(...), scale_by_learning_rate(lr))``.
 
@@ -165,13 +109,13 @@ def adam(
     """
     return chain(
         scale_by_adam(
-            b1, b2, eps, eps_root, **storage.options(mu_dtype, nesterov=nesterov)
+            b1, b2, eps, eps_root, mu_dtype=mu_dtype, nesterov=nesterov, **storage
         ),
         scale_by_learning_rate(learning_rate),
     )
 
 
-@_stores_moments
+@stores_moments
 def adamw(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: Numeric = 0.9,
@@ -183,7 +127,7 @@ def adamw(
     mask: Any | Callable[..., Any] | None = None,
     *,
     nesterov: bool = False,
-    storage: Storage,
+    **storage: Any,
 ) -> Optimizer:
     """AdamW: Adam with decoupled weight decay.
 
@@ -228,14 +172,14 @@ def adamw(
     check_nonnegative("weight_decay", weight_decay)
     return chain(
         scale_by_adam(
-            b1, b2, eps, eps_root, **storage.options(mu_dtype, nesterov=nesterov)
+            b1, b2, eps, eps_root, mu_dtype=mu_dtype, nesterov=nesterov, **storage
         ),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
 
 
-@_stores_moments
+@stores_moments
 def nadam(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: Numeric = 0.9,
@@ -245,7 +189,7 @@ def nadam(
     mu_dtype: DType | None = None,
     *,
     nesterov: bool = True,
-    storage: Storage,
+    **storage: Any,
 ) -> Optimizer:
     """NAdam in optax's form: :func:`adam` with ``nesterov=True``.
 
@@ -290,11 +234,11 @@ def nadam(
         eps_root,
         mu_dtype,
         nesterov=nesterov,
-        **storage._asdict(),
+        **storage,
     )
 
 
-@_stores_moments
+@stores_moments
 def nadamw(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: Numeric = 0.9,
@@ -306,7 +250,7 @@ def nadamw(
     mask: Any | Callable[..., Any] | None = None,
     *,
     nesterov: bool = True,
-    storage: Storage,
+    **storage: Any,
 ) -> Optimizer:
     """NAdamW: :func:`adamw` with Nesterov momentum (optax.nadamw).
 
@@ -355,11 +299,11 @@ def nadamw(
         weight_decay,
         mask,
         nesterov=nesterov,
-        **storage._asdict(),
+        **storage,
     )
 
 
-@_stores_moments
+@stores_moments
 def amsgrad(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: Numeric = 0.9,
@@ -373,7 +317,7 @@ def amsgrad(
     max_of: str = "nu_hat",
     weight_decay: ScalarOrSchedule | None = None,
     mask: Any | Callable[..., Any] | None = None,
-    storage: Storage,
+    **storage: Any,
 ) -> Optimizer:
     """AMSGrad; ``max_of="nu"`` for torch's ``Adam(amsgrad=True)`` convention.
 
@@ -427,14 +371,14 @@ def amsgrad(
         )
     return chain(
         scale_by_amsgrad(
-            b1, b2, eps, eps_root, **storage.options(mu_dtype, max_of=max_of)
+            b1, b2, eps, eps_root, mu_dtype=mu_dtype, max_of=max_of, **storage
         ),
         *_optional_decay(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
 
 
-@_stores_moments
+@stores_moments
 def adabelief(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: Numeric = 0.9,
@@ -444,7 +388,7 @@ def adabelief(
     *,
     nesterov: bool = False,
     mu_dtype: DType | None = None,
-    storage: Storage,
+    **storage: Any,
 ) -> Optimizer:
     """AdaBelief (optax.adabelief's form and arguments).
 
@@ -478,13 +422,13 @@ def adabelief(
     """
     return chain(
         scale_by_belief(
-            b1, b2, eps, eps_root, **storage.options(mu_dtype, nesterov=nesterov)
+            b1, b2, eps, eps_root, mu_dtype=mu_dtype, nesterov=nesterov, **storage
         ),
         scale_by_learning_rate(learning_rate),
     )
 
 
-@_stores_moments
+@stores_moments
 def adamax(
     learning_rate: ScalarOrSchedule = 2e-3,
     b1: Numeric = 0.9,
@@ -493,7 +437,7 @@ def adamax(
     *,
     weight_decay: ScalarOrSchedule | None = None,
     mu_dtype: DType | None = None,
-    storage: Storage,
+    **storage: Any,
 ) -> Optimizer:
     """Adamax (optax.adamax's arguments). ``weight_decay`` is coupled L2, as
     torch.optim.Adamax's; the default learning rate, where optax asks for
@@ -528,7 +472,7 @@ def adamax(
     """
     return chain(
         *_optional_decay(weight_decay),
-        scale_by_adamax(b1, b2, eps, **storage.options(mu_dtype)),
+        scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, **storage),
         scale_by_learning_rate(learning_rate),
     )
 

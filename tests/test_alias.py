@@ -186,8 +186,17 @@ def test_rmsprop_positional_arguments_are_optax_order():
 
 def test_storage_options_are_declared_once_and_forwarded():
     sig = inspect.signature(adam_tx.adam)
-    for name in adam_tx.alias.Storage._fields:
+    # mu_dtype keeps optax's positional place; the rest are keyword-only.
+    assert list(sig.parameters).index("mu_dtype") == 5
+    for name in adam_tx.alias.Storage._fields[1:]:
         assert sig.parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+    # A variant without optax's mu_dtype gets it as a keyword too.
+    lamb = inspect.signature(adam_tx.lamb).parameters
+    for name in adam_tx.alias.Storage._fields:
+        assert lamb[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+    assert not any(p.kind is p.VAR_KEYWORD for p in lamb.values())
+    with pytest.raises(TypeError, match="nu_dtyp"):
+        adam_tx.lamb(1e-3, nu_dtyp=jnp.bfloat16)
     tx = adam_tx.nadamw(1e-3, nu_dtype=jnp.bfloat16, state_format="stochastic", seed=3)
     state = tx.init({"w": jnp.ones(3)})
     assert state[0].nu["w"].dtype == jnp.bfloat16

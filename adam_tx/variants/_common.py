@@ -6,9 +6,6 @@ Kept here so that each variant module holds only its own formula.
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -92,40 +89,3 @@ def in_loop_sum_of_squares(x: jax.Array, companion: jax.Array) -> jax.Array:
     test_per_leaf_reductions_store_no_update_and_copy_no_state``).
     """
     return sums_of_squares(x, companion)[0]
-
-
-def storage_keywords(alias: Callable[..., Any]) -> Callable[..., Any]:
-    """Replace an alias's ``**storage`` by the storage options as keyword-only
-    parameters (those of :class:`adam_tx.alias.Storage`, and ``mu_dtype`` where
-    the alias has no ``mu_dtype`` of its own).
-
-    What ``inspect.signature``, ``optax.inject_hyperparams`` and ``help`` see is
-    then the full, explicit signature (no ``**kwargs`` that swallows a typo);
-    an unknown keyword is a ``TypeError`` naming it. Options left at their
-    default are not passed on, so the ``scale_by_*`` transform's defaults hold
-    (``seed=None`` means its default seed, and does not look like a rate to
-    ``inject_hyperparams``).
-    """
-    from adam_tx.alias import Storage
-
-    sig = inspect.signature(alias)
-    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    options = {"mu_dtype": None, **Storage._field_defaults}
-    added = [n for n in options if n not in sig.parameters]
-    params += [
-        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=options[n])
-        for n in added
-    ]
-    public = sig.replace(parameters=params)
-
-    @functools.wraps(alias)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        public.bind(*args, **kwargs)  # a TypeError naming an unknown keyword
-        for n in added:
-            if n in kwargs and kwargs[n] is None:
-                del kwargs[n]
-        return alias(*args, **kwargs)
-
-    wrapper.__signature__ = public
-    del wrapper.__wrapped__  # inspect.signature would follow it to ``alias``
-    return wrapper

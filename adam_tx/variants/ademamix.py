@@ -24,6 +24,7 @@ from adam_tx import hyperparams
 from adam_tx._dtypes import hyper_dtype
 from adam_tx._fusion import chain
 from adam_tx._stateful import SplitMath, counted_transform
+from adam_tx._storage import stores_moments
 from adam_tx._validate import (
     check_decay,
     check_nonnegative,
@@ -34,7 +35,7 @@ from adam_tx.adam import check_adam_args
 from adam_tx.bias_correction import correction, debias
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import adaptive_step, ema, ema_sq
-from adam_tx.variants._common import moment_formats, nonnegative_decay, storage_keywords
+from adam_tx.variants._common import moment_formats, nonnegative_decay
 
 
 class ScaleByAdemamixState(NamedTuple):
@@ -156,7 +157,7 @@ def scale_by_ademamix(
     )
 
 
-@storage_keywords
+@stores_moments
 def ademamix(
     learning_rate=1e-3,
     b1=0.9,

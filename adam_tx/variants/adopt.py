@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from adam_tx import _fusion, hyperparams
 from adam_tx._fusion import chain
 from adam_tx._stateful import SplitMath, counted_transform
+from adam_tx._storage import stores_moments
 from adam_tx._validate import (
     check_callable,
     check_decay,
@@ -34,7 +35,6 @@ from adam_tx.moments import ema, ema_sq
 from adam_tx.variants._common import (
     adam_formats,
     decoupled_decay,
-    storage_keywords,
 )
 
 
@@ -196,7 +196,7 @@ def _v_after_m(tx):
     )
 
 
-@storage_keywords
+@stores_moments
 def adopt(
     learning_rate=1e-3,
     b1=0.9,

@@ -22,12 +22,13 @@ import jax.numpy as jnp
 from adam_tx import hyperparams
 from adam_tx._fusion import chain
 from adam_tx._stateful import SplitMath, counted_transform
+from adam_tx._storage import stores_moments
 from adam_tx._validate import check_decay, check_positive
 from adam_tx.adam import adam_corrections, first_moment_direction
 from adam_tx.bias_correction import debias
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import ema, ema_sq
-from adam_tx.variants._common import adam_formats, nonnegative_decay, storage_keywords
+from adam_tx.variants._common import adam_formats, nonnegative_decay
 
 
 class ScaleByAdamAtan2State(NamedTuple):
@@ -111,7 +112,7 @@ def scale_by_adam_atan2(
     )
 
 
-@storage_keywords
+@stores_moments
 def adam_atan2(
     learning_rate=1e-3,
     b1=0.9,

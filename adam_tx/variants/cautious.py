@@ -26,13 +26,13 @@ import optax
 
 from adam_tx import _fusion
 from adam_tx._fusion import chain
+from adam_tx._storage import stores_moments
 from adam_tx._wrapper_args import check_transform
 from adam_tx.adam import scale_by_adam
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.variants._common import (
     in_loop_sum_of_squares,
     nonnegative_decay,
-    storage_keywords,
 )
 
 
@@ -115,7 +115,7 @@ def cautious(direction: optax.GradientTransformation) -> Any:
     return optax.GradientTransformationExtraArgs(direction.init, update)
 
 
-@storage_keywords
+@stores_moments
 def cautious_adamw(
     learning_rate=1e-3,
     b1=0.9,

@@ -24,11 +24,12 @@ from adam_tx import hyperparams
 from adam_tx._fusion import chain
 from adam_tx._reduce import sums_of_squares
 from adam_tx._stateful import counted_transform
+from adam_tx._storage import stores_moments
 from adam_tx._validate import check_nonnegative, check_positive
 from adam_tx.adam import scale_by_adam
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import abs_sq
-from adam_tx.variants._common import nonnegative_decay, storage_keywords
+from adam_tx.variants._common import nonnegative_decay
 
 
 class ScaleByTrustRatioState(NamedTuple):
@@ -100,7 +101,7 @@ def scale_by_trust_ratio(min_norm=0.0, trust_coefficient=1.0, eps=0.0):
     )
 
 
-@storage_keywords
+@stores_moments
 def lamb(
     learning_rate=1e-3,
     b1=0.9,

@@ -27,6 +27,7 @@ from adam_tx import hyperparams
 from adam_tx._dtypes import hyper_dtype
 from adam_tx._fusion import chain
 from adam_tx._stateful import SplitMath, counted_transform
+from adam_tx._storage import stores_moments
 from adam_tx._validate import check_choice, check_value
 from adam_tx.adam import (
     ADAM_RANGES,
@@ -39,7 +40,7 @@ from adam_tx.bias_correction import debias
 from adam_tx.hyperparams import is_external
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import adaptive_step, ema, ema_sq
-from adam_tx.variants._common import adam_formats, decoupled_decay, storage_keywords
+from adam_tx.variants._common import adam_formats, decoupled_decay
 
 EPS_CONVENTIONS = ("optax", "torch")
 
@@ -216,7 +217,7 @@ def scale_by_radam(
     )
 
 
-@storage_keywords
+@stores_moments
 def radam(
     learning_rate=1e-3,
     b1=0.9,

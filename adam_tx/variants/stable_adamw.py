@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from adam_tx import hyperparams
 from adam_tx._fusion import chain
 from adam_tx._stateful import SplitMath, counted_transform
+from adam_tx._storage import stores_moments
 from adam_tx.adam import (
     ADAM_RANGES,
     adam_corrections,
@@ -39,7 +40,6 @@ from adam_tx.variants._common import (
     adam_formats,
     in_loop_sum_of_squares,
     nonnegative_decay,
-    storage_keywords,
 )
 
 
@@ -141,7 +141,7 @@ def scale_by_stable_adam(
     )
 
 
-@storage_keywords
+@stores_moments
 def stable_adamw(
     learning_rate=1e-3,
     b1=0.9,
