@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import optax
 
 from adam_tx import hyperparams
 from adam_tx._stateful import SplitMath, counted_transform
+from adam_tx._typing import DType, Numeric, ScalarOrSchedule
 from adam_tx.adam import (
     ADAM_RANGES,
     adam_corrections,
@@ -44,17 +46,17 @@ hyperparams.register_ranges(ScaleByBeliefState, **ADAM_RANGES)
 
 
 def scale_by_belief(
-    b1=0.9,
-    b2=0.999,
-    eps=1e-16,
-    eps_root=1e-16,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-16,
+    eps_root: Numeric = 1e-16,
     *,
-    mu_dtype=None,
-    nu_dtype=None,
+    mu_dtype: DType | None = None,
+    nu_dtype: DType | None = None,
     nesterov: bool = False,
     state_format: str = "nearest",
     seed: int | None = None,
-):
+) -> optax.GradientTransformationExtraArgs:
     """Rescale updates by AdaBelief's moment estimates (module docstring).
 
     Defaults (eps = eps_root = 1e-16) are optax's and the paper's.

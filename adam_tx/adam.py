@@ -17,10 +17,12 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import optax
 
 from adam_tx import hyperparams
 from adam_tx._counting import safe_increment
 from adam_tx._stateful import SplitMath, counted_transform
+from adam_tx._typing import DType, Numeric, ScalarOrSchedule
 from adam_tx._validate import check_decay, check_nonnegative
 from adam_tx.bias_correction import correction, debias
 from adam_tx.moments import adaptive_step, ema, ema_sq, nesterov_momentum
@@ -90,18 +92,18 @@ def first_moment_direction(c, m, g, *, bias_correction: bool, nesterov: bool):
 
 
 def scale_by_adam(
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
-    mu_dtype=None,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
+    mu_dtype: DType | None = None,
     *,
     bias_correction: bool = True,
-    nu_dtype=None,
+    nu_dtype: DType | None = None,
     nesterov: bool = False,
     state_format: str = "nearest",
     seed: int | None = None,
-):
+) -> optax.GradientTransformationExtraArgs:
     """Rescale updates by Adam's bias-corrected moment estimates.
 
     ``u = m_hat / (sqrt(v_hat + eps_root) + eps)`` (module docstring has the

@@ -14,9 +14,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import optax
 
 from adam_tx import hyperparams
 from adam_tx._stateful import SplitMath, counted_transform
+from adam_tx._typing import DType, Numeric, ScalarOrSchedule
 from adam_tx._validate import check_decay, check_nonnegative
 from adam_tx.bias_correction import correction, debias
 from adam_tx.moments import ema, ema_infinity_norm
@@ -44,15 +46,15 @@ hyperparams.register_ranges(
 
 
 def scale_by_adamax(
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-8,
     *,
-    mu_dtype=None,
-    nu_dtype=None,
+    mu_dtype: DType | None = None,
+    nu_dtype: DType | None = None,
     state_format: str = "nearest",
     seed: int | None = None,
-):
+) -> optax.GradientTransformationExtraArgs:
     """Rescale updates by Adamax's bias-corrected first moment over the
     exponentially weighted infinity norm (module docstring).
 

@@ -21,9 +21,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from adam_tx import hyperparams
 from adam_tx._stateful import SplitMath, counted_transform
+from adam_tx._typing import DType, Numeric, ScalarOrSchedule
 from adam_tx._validate import check_choice
 from adam_tx.adam import ADAM_RANGES, adam_corrections, adam_hypers, check_adam_args
 from adam_tx.bias_correction import debias
@@ -48,17 +50,17 @@ hyperparams.register_ranges(ScaleByAmsgradState, **ADAM_RANGES)
 
 
 def scale_by_amsgrad(
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
-    mu_dtype=None,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
+    mu_dtype: DType | None = None,
     *,
     max_of: str = "nu_hat",
-    nu_dtype=None,
+    nu_dtype: DType | None = None,
     state_format: str = "nearest",
     seed: int | None = None,
-):
+) -> optax.GradientTransformationExtraArgs:
     """Rescale updates by AMSGrad's moment estimates (see module docstring).
 
     Args:

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from adam_tx import _fusion, hyperparams
 from adam_tx._counting import safe_increment, zero_count
@@ -51,7 +52,7 @@ class BiasCorrectionState(NamedTuple):
 hyperparams.register_ranges(BiasCorrectionState, decay=hyperparams.DECAY)
 
 
-def bias_correction(decay: float = 0.9):
+def bias_correction(decay: float = 0.9) -> optax.GradientTransformationExtraArgs:
     """Divide incoming updates by ``1 - decay**t``, t counted by this transform.
 
     Together with a non-debiased EMA this gives a debiased one:

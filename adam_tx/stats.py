@@ -53,6 +53,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from adam_tx import _fusion
 from adam_tx._counting import safe_increment, zero_count
@@ -81,7 +82,7 @@ class TrackStatsState(NamedTuple):
     countdown: jax.Array
 
 
-def track_stats(every: int = 1):
+def track_stats(every: int = 1) -> optax.GradientTransformationExtraArgs:
     """Record ``||u||`` and ``||p||`` (global L2 norms); updates pass unchanged.
 
     Formula: ``||x|| = sqrt(sum over leaves of sum(x^2))``.

@@ -15,16 +15,19 @@ as ``alpha=`` and ``b3=``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from adam_tx import hyperparams
 from adam_tx._dtypes import hyper_dtype
 from adam_tx._fusion import chain
 from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx._storage import stores_moments
+from adam_tx._typing import DType, Numeric, ScalarOrSchedule
 from adam_tx._validate import (
     check_decay,
     check_nonnegative,
@@ -66,18 +69,18 @@ hyperparams.register_ranges(
 
 
 def scale_by_ademamix(
-    b1=0.9,
-    b2=0.999,
-    b3=0.9999,
-    alpha=6.0,
-    eps=1e-8,
-    eps_root=0.0,
-    mu_dtype=None,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    b3: ScalarOrSchedule = 0.9999,
+    alpha: ScalarOrSchedule = 6.0,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
+    mu_dtype: DType | None = None,
     *,
-    nu_dtype=None,
+    nu_dtype: DType | None = None,
     state_format: str = "nearest",
     seed: int | None = None,
-):
+) -> optax.GradientTransformationExtraArgs:
     """Rescale updates by AdEMAMix's mixture of a fast and a slow momentum.
 
     ``u = (m1_hat + alpha m2) / (sqrt(v_hat + eps_root) + eps)`` (module
@@ -159,18 +162,18 @@ def scale_by_ademamix(
 
 @stores_moments
 def ademamix(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.999,
-    b3=0.9999,
-    alpha=5.0,
-    eps=1e-8,
-    eps_root=0.0,
-    mu_dtype=None,
-    weight_decay=0.0,
-    mask=None,
-    **storage,
-):
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    b3: ScalarOrSchedule = 0.9999,
+    alpha: ScalarOrSchedule = 5.0,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
+    mu_dtype: DType | None = None,
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Any | Callable[..., Any] | None = None,
+    **storage: Any,
+) -> optax.GradientTransformationExtraArgs:
     """AdEMAMix with decoupled weight decay (optax.contrib.ademamix's arguments
     and chain): ``p <- p - lr (u_t + wd p)``, ``u_t`` as in
     :func:`scale_by_ademamix`. optax's alias defaults ``alpha`` to 5.0, its
@@ -230,7 +233,9 @@ def _progress(count: Any, warmup_steps: int) -> jax.Array:
     return t / warmup_steps
 
 
-def alpha_scheduler(alpha: float, warmup_steps: int, alpha_start: float = 0.0):
+def alpha_scheduler(
+    alpha: float, warmup_steps: int, alpha_start: float = 0.0
+) -> optax.Schedule:
     """AdEMAMix's linear warmup of ``alpha`` (the paper's ``f_alpha``).
 
     Formula: ``alpha(t) = alpha_start + (alpha - alpha_start) min(t / T, 1)``,
@@ -264,7 +269,7 @@ def alpha_scheduler(alpha: float, warmup_steps: int, alpha_start: float = 0.0):
     return schedule
 
 
-def b3_scheduler(b3: float, warmup_steps: int, b3_start: float = 0.9):
+def b3_scheduler(b3: float, warmup_steps: int, b3_start: float = 0.9) -> optax.Schedule:
     """AdEMAMix's warmup of ``b3``, linear in the EMA's half-life (``f_beta3``).
 
     Formula: with ``a = min(t / T, 1)``, ``b3(t) = exp(ln(b_start) ln(b3) /

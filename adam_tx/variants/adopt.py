@@ -18,11 +18,13 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from adam_tx import _fusion, hyperparams
 from adam_tx._fusion import chain
 from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx._storage import stores_moments
+from adam_tx._typing import DType, Numeric, ScalarOrSchedule
 from adam_tx._validate import (
     check_callable,
     check_decay,
@@ -63,18 +65,18 @@ def quarter_power(count: jax.Array) -> jax.Array:
 
 
 def scale_by_adopt(
-    b1=0.9,
-    b2=0.9999,
-    eps=1e-6,
-    mu_dtype=None,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.9999,
+    eps: Numeric = 1e-6,
+    mu_dtype: DType | None = None,
     *,
     nesterov: bool = False,
     use_clipping: bool = True,
     clip_value_fn: Callable[[jax.Array], jax.Array] = quarter_power,
-    nu_dtype=None,
+    nu_dtype: DType | None = None,
     state_format: str = "nearest",
     seed: int | None = None,
-):
+) -> optax.GradientTransformationExtraArgs:
     """Rescale updates by ADOPT's momentum of normalised gradients (module
     docstring); optax.contrib.scale_by_adopt's arguments.
 
@@ -198,19 +200,19 @@ def _v_after_m(tx):
 
 @stores_moments
 def adopt(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.9999,
-    eps=1e-6,
-    mu_dtype=None,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.9999,
+    eps: Numeric = 1e-6,
+    mu_dtype: DType | None = None,
     *,
     nesterov: bool = False,
     use_clipping: bool = True,
     clip_value_fn: Callable[[jax.Array], jax.Array] = quarter_power,
-    weight_decay=0.0,
-    mask=None,
-    **storage,
-):
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Any | Callable[..., Any] | None = None,
+    **storage: Any,
+) -> optax.GradientTransformationExtraArgs:
     """ADOPT: ``chain(scale_by_adopt(...), scale_by_learning_rate(lr))``, as
     optax.contrib.adopt; ``weight_decay > 0`` adds decoupled decay between them
     (``p <- p - lr (u + wd p)``, the official implementation's ``decouple=True``).

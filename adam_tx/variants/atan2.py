@@ -14,15 +14,18 @@ instead makes the step equal Adam's where ``|m_hat| = sqrt(v_hat)``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from adam_tx import hyperparams
 from adam_tx._fusion import chain
 from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx._storage import stores_moments
+from adam_tx._typing import DType, Numeric, ScalarOrSchedule
 from adam_tx._validate import check_decay, check_positive
 from adam_tx.adam import adam_corrections, first_moment_direction
 from adam_tx.bias_correction import debias
@@ -51,17 +54,17 @@ hyperparams.register_ranges(
 
 
 def scale_by_adam_atan2(
-    b1=0.9,
-    b2=0.999,
-    a=1.0,
-    b=1.0,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    a: Numeric = 1.0,
+    b: Numeric = 1.0,
     *,
     nesterov: bool = False,
-    mu_dtype=None,
-    nu_dtype=None,
+    mu_dtype: DType | None = None,
+    nu_dtype: DType | None = None,
     state_format: str = "nearest",
     seed: int | None = None,
-):
+) -> optax.GradientTransformationExtraArgs:
     """Rescale updates by ``a atan2(m_hat, b sqrt(v_hat))`` (module docstring).
 
     Args:
@@ -114,17 +117,17 @@ def scale_by_adam_atan2(
 
 @stores_moments
 def adam_atan2(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.999,
-    weight_decay=1e-4,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    weight_decay: ScalarOrSchedule = 1e-4,
     *,
-    a=1.0,
-    b=1.0,
-    mask=None,
+    a: Numeric = 1.0,
+    b: Numeric = 1.0,
+    mask: Any | Callable[..., Any] | None = None,
     nesterov: bool = False,
-    **storage,
-):
+    **storage: Any,
+) -> optax.GradientTransformationExtraArgs:
     """Adam-atan2 with decoupled weight decay, as :func:`adam_tx.adamw` takes it.
 
     ``p <- p - lr (a atan2(m_hat, b sqrt(v_hat)) + wd p)``. ``storage``:

@@ -18,6 +18,7 @@ transform, a chain) runs it unfused and masks its output with its input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -27,6 +28,7 @@ import optax
 from adam_tx import _fusion
 from adam_tx._fusion import chain
 from adam_tx._storage import stores_moments
+from adam_tx._typing import Numeric, ScalarOrSchedule
 from adam_tx._wrapper_args import check_transform
 from adam_tx.adam import scale_by_adam
 from adam_tx.learning_rate import scale_by_learning_rate
@@ -117,17 +119,17 @@ def cautious(direction: optax.GradientTransformation) -> Any:
 
 @stores_moments
 def cautious_adamw(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
-    weight_decay=1e-4,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
+    weight_decay: ScalarOrSchedule = 1e-4,
     *,
-    mask=None,
+    mask: Any | Callable[..., Any] | None = None,
     nesterov: bool = False,
-    **storage,
-):
+    **storage: Any,
+) -> optax.GradientTransformationExtraArgs:
     """Cautious AdamW (C-AdamW): ``chain(cautious(scale_by_adam(...)),
     add_decayed_weights(wd, mask), scale_by_learning_rate(lr))``.
 

@@ -15,16 +15,19 @@ test_lamb_fuses_without_storing_the_update`` checks the compiled step).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from adam_tx import hyperparams
 from adam_tx._fusion import chain
 from adam_tx._reduce import sums_of_squares
 from adam_tx._stateful import counted_transform
 from adam_tx._storage import stores_moments
+from adam_tx._typing import Numeric, ScalarOrSchedule
 from adam_tx._validate import check_nonnegative, check_positive
 from adam_tx.adam import scale_by_adam
 from adam_tx.learning_rate import scale_by_learning_rate
@@ -52,7 +55,9 @@ def leaf_norm(x: jax.Array, min_norm) -> jax.Array:
     return jnp.maximum(jnp.sqrt(jnp.sum(abs_sq(x))), min_norm)
 
 
-def scale_by_trust_ratio(min_norm=0.0, trust_coefficient=1.0, eps=0.0):
+def scale_by_trust_ratio(
+    min_norm: Numeric = 0.0, trust_coefficient: Numeric = 1.0, eps: Numeric = 0.0
+) -> optax.GradientTransformationExtraArgs:
     """Scale each leaf's update by its trust ratio (optax.scale_by_trust_ratio).
 
     Formula: ``u <- u * k ||p|| / (||u|| + eps)`` per leaf, with both norms
@@ -103,15 +108,15 @@ def scale_by_trust_ratio(min_norm=0.0, trust_coefficient=1.0, eps=0.0):
 
 @stores_moments
 def lamb(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-6,
-    eps_root=0.0,
-    weight_decay=0.0,
-    mask=None,
-    **storage,
-):
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-6,
+    eps_root: Numeric = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Any | Callable[..., Any] | None = None,
+    **storage: Any,
+) -> optax.GradientTransformationExtraArgs:
     """LAMB (optax.lamb's arguments and chain): ``chain(scale_by_adam,
     add_decayed_weights, scale_by_trust_ratio, scale_by_learning_rate)``.
 

@@ -18,16 +18,19 @@ which switches on ``rho_t > threshold``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from adam_tx import hyperparams
 from adam_tx._dtypes import hyper_dtype
 from adam_tx._fusion import chain
 from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx._storage import stores_moments
+from adam_tx._typing import DType, Numeric, ScalarOrSchedule
 from adam_tx._validate import check_choice, check_value
 from adam_tx.adam import (
     ADAM_RANGES,
@@ -124,19 +127,19 @@ def rectifier(rho_t: jax.Array, rho_inf: jax.Array) -> jax.Array:
 
 
 def scale_by_radam(
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
     threshold: float = 5.0,
     *,
     nesterov: bool = False,
     eps_convention: str = "optax",
-    mu_dtype=None,
-    nu_dtype=None,
+    mu_dtype: DType | None = None,
+    nu_dtype: DType | None = None,
     state_format: str = "nearest",
     seed: int | None = None,
-):
+) -> optax.GradientTransformationExtraArgs:
     """Rescale updates by RAdam's rectified Adam step (module docstring).
 
     ``u = r_t m_hat / (sqrt(v_hat + eps_root) + eps)`` once ``rho_t`` reaches
@@ -219,20 +222,20 @@ def scale_by_radam(
 
 @stores_moments
 def radam(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
     threshold: float = 5.0,
     *,
     nesterov: bool = False,
-    weight_decay=0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
     decoupled_weight_decay: bool = False,
-    mask=None,
+    mask: Any | Callable[..., Any] | None = None,
     eps_convention: str = "optax",
-    **storage,
-):
+    **storage: Any,
+) -> optax.GradientTransformationExtraArgs:
     """RAdam: :func:`scale_by_radam` then the learning rate (optax.radam's
     arguments), with torch.optim.RAdam's weight decay.
 

@@ -17,16 +17,19 @@ so the step reads each buffer once and fuses with the base optimizer's pass.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from adam_tx import _fusion, hyperparams
 from adam_tx._counting import safe_increment
 from adam_tx._dtypes import hyper_dtype
 from adam_tx._fusion import chain
 from adam_tx._stateful import SplitMath, counted_transform
+from adam_tx._typing import DType, Numeric, ScalarOrSchedule
 from adam_tx._validate import (
     check_decay,
     check_float_dtype,
@@ -74,13 +77,13 @@ hyperparams.register_ranges(
 
 
 def scale_by_rms_debiased(
-    b2=0.999,
-    eps=1e-8,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-8,
     *,
-    nu_dtype=None,
+    nu_dtype: DType | None = None,
     state_format: str = "nearest",
     seed: int | None = None,
-):
+) -> optax.GradientTransformationExtraArgs:
     """Adam without momentum: ``u = g / (sqrt(v_hat) + eps)``, ``v_hat = v / (1 -
     b2^t)`` (optax.scale_by_rms(eps_in_sqrt=False, bias_correction=True)), the
     base direction of schedule-free AdamW, with no first moment stored.
@@ -138,11 +141,11 @@ def averaging_weight(lr, max_lr, weight_sum, power: float):
 
 
 def scale_by_schedule_free(
-    learning_rate=0.0025,
-    b1=0.9,
+    learning_rate: ScalarOrSchedule = 0.0025,
+    b1: Numeric = 0.9,
     weight_lr_power: float = 2.0,
-    state_dtype=None,
-):
+    state_dtype: DType | None = None,
+) -> optax.GradientTransformationExtraArgs:
     """Turn the base optimizer's steps into schedule-free steps (module docstring).
 
     Chain it after a complete base optimizer whose updates are steps ``u_t``
@@ -243,20 +246,20 @@ def _with_averaging_weights(tx, power: float):
 
 
 def schedule_free_adamw(
-    learning_rate=0.0025,
+    learning_rate: ScalarOrSchedule = 0.0025,
     warmup_steps: int | None = None,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    weight_decay=0.0,
+    b1: Numeric = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-8,
+    weight_decay: ScalarOrSchedule = 0.0,
     weight_lr_power: float = 2.0,
-    state_dtype=None,
+    state_dtype: DType | None = None,
     *,
-    mask=None,
-    nu_dtype=None,
+    mask: Any | Callable[..., Any] | None = None,
+    nu_dtype: DType | None = None,
     state_format: str = "nearest",
     seed: int | None = None,
-):
+) -> optax.GradientTransformationExtraArgs:
     """Schedule-free AdamW (optax.contrib.schedule_free_adamw's arguments).
 
     The chain ``scale_by_rms_debiased(b2, eps)``, ``add_decayed_weights(wd)``

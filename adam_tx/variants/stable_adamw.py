@@ -17,15 +17,18 @@ unclipped ``lr``, as the authors' implementation does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from adam_tx import hyperparams
 from adam_tx._fusion import chain
 from adam_tx._stateful import SplitMath, counted_transform
 from adam_tx._storage import stores_moments
+from adam_tx._typing import DType, Numeric, ScalarOrSchedule
 from adam_tx.adam import (
     ADAM_RANGES,
     adam_corrections,
@@ -70,17 +73,17 @@ def update_rms(g: jax.Array, v: jax.Array, c2, eps) -> jax.Array:
 
 
 def scale_by_stable_adam(
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
     *,
     nesterov: bool = False,
-    mu_dtype=None,
-    nu_dtype=None,
+    mu_dtype: DType | None = None,
+    nu_dtype: DType | None = None,
     state_format: str = "nearest",
     seed: int | None = None,
-):
+) -> optax.GradientTransformationExtraArgs:
     """Adam's direction divided per leaf by ``max(1, RMS_t)`` (module docstring).
 
     ``u = m_hat / (sqrt(v_hat + eps_root) + eps) / max(1, sqrt(mean(g^2 /
@@ -143,17 +146,17 @@ def scale_by_stable_adam(
 
 @stores_moments
 def stable_adamw(
-    learning_rate=1e-3,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
-    weight_decay=1e-4,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: Numeric = 1e-8,
+    eps_root: Numeric = 0.0,
+    weight_decay: ScalarOrSchedule = 1e-4,
     *,
-    mask=None,
+    mask: Any | Callable[..., Any] | None = None,
     nesterov: bool = False,
-    **storage,
-):
+    **storage: Any,
+) -> optax.GradientTransformationExtraArgs:
     """StableAdamW: ``p <- p - lr (u_t + wd p)`` with ``u_t`` from
     :func:`scale_by_stable_adam`, AdamW's arguments and defaults.
 
