@@ -82,5 +82,6 @@ def stores_moments(alias: F) -> F:
         return alias(*args, **kwargs)
 
     wrapper.__signature__ = public  # type: ignore[attr-defined]
-    del wrapper.__wrapped__  # inspect.signature would follow it to ``alias``
+    # ``__wrapped__`` stays: inspect.signature stops at ``__signature__``, and
+    # typing.get_type_hints resolves the annotations in the alias's module.
     return wrapper  # type: ignore[return-value]

@@ -36,3 +36,13 @@ def test_public_function_is_annotated(name: str) -> None:
     assert sig.return_annotation is not inspect.Signature.empty, (
         f"{name}: no return annotation"
     )
+
+
+def test_type_hints_resolve():
+    """``typing.get_type_hints`` works on the public functions, the aliases
+    wrapped by ``stores_moments`` included (names resolved in their module)."""
+    import typing
+
+    for name in ("adam", "adamw", "nadamw", "lamb", "radam", "cautious_adamw"):
+        hints = typing.get_type_hints(getattr(adam_tx, name))
+        assert "learning_rate" in hints and "return" in hints, name
