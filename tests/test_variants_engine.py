@@ -131,7 +131,10 @@ def test_every_state_format_is_finite_and_close_to_float32(name, fmt):
         assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(u))
         err = relative_errors(u, w)
         if fmt != "int8":
-            assert err.max() <= 1e-2
+            # The update reads the bf16 moments as stored (PyTorch's bf16
+            # state): each read is within 2^-8 relative, and three steps of
+            # StableAdamW's RMS clip compound that to just over 1%.
+            assert err.max() <= 2e-2
         else:
             assert np.quantile(err, 0.99) <= 5e-2
             assert name == "cautious_adamw" or err.max() <= 0.15
