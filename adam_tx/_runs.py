@@ -7,11 +7,13 @@ parser reads :data:`OPTIMIZERS` without the demo extra installed); the model
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import jax
@@ -197,6 +199,21 @@ def make_eval(graphdef: Any, eval_set: np.ndarray) -> Callable[[Any], jax.Array]
     return evaluate
 
 
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """SIGINT held back (blocked, then delivered on exit) where the platform
+    can block signals; a no-op elsewhere."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:
+        yield
+        return
+    old = mask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, old)
+
+
 class MetricsWriter:
     """Writes one JSON object per line to ``stream``, flushed at once, so an
     interrupted run keeps everything written so far."""
@@ -207,9 +224,13 @@ class MetricsWriter:
 
     def write(self, row: dict[str, Any]) -> None:
         row = {k: v if isinstance(v, str | int) else float(v) for k, v in row.items()}
-        self.rows.append(row)
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
+        line = json.dumps(row) + "\n"
+        # A Ctrl-C between the file and the list would make the summary count
+        # a step the file lacks (or the reverse): it is delivered after both.
+        with _sigint_deferred():
+            self._file.write(line)
+            self._file.flush()
+            self.rows.append(row)
 
     def close(self) -> None:
         self._file.close()
