@@ -17,9 +17,15 @@ Usage::
     adam-tx bench --quick
     adam-tx bench --sizes 16M --leaves 1 200 --steps 20 --json out.json \
         --markdown BENCHMARKS.md
+    adam-tx bench --formats 16M 64M --steps 20
 
 Nothing is written unless asked: ``--json PATH``, ``--markdown PATH`` (the
 step-speed section of that file is replaced, other sections are kept).
+
+``--formats`` times plain ``adamw(1e-3)`` (no clipping, no schedule) over 8
+leaves of shape (2r, r) per size, with the moments stored as fp32, bf16,
+bf16 + stochastic rounding, int8 and int4 codes, against optax's fp32
+``adamw(1e-3)``; its table goes to its own section of the markdown file.
 
 Memory floor for fp32 AdamW with clipping: read p, g, m, v, write p, m, v
 (28 B/param) plus one read of g for the norm (4 B/param).
@@ -30,11 +36,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
+import os
 import pathlib
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -47,6 +55,10 @@ import adam_tx
 LR, WD, MAX_NORM, WARMUP, TOTAL = 1e-3, 0.01, 1.0, 100, 10_000
 SECTION = "## Step speed: one pass over memory (issue 5)"
 BEGIN, END = "<!-- step_speed:begin -->", "<!-- step_speed:end -->"
+FORMATS_SECTION = "## Low-memory state formats: step time at 16M and 64M (issue 14)"
+FORMATS_BEGIN = "<!-- step_formats:begin -->"
+FORMATS_END = "<!-- step_formats:end -->"
+FORMAT_LEAVES = 8
 
 
 def parse_size(text: str) -> int:
@@ -86,22 +98,33 @@ def jax_optimizers() -> dict[str, Callable[[], optax.GradientTransformation]]:
     }
 
 
+def _shape(size: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (size,) if isinstance(size, int) else tuple(size)
+
+
 class JaxContender:
     """A jitted, donated step of one optax-style optimizer."""
 
     def __init__(
-        self, tx: optax.GradientTransformation, sizes: list[int], seed: int = 0
+        self,
+        tx: optax.GradientTransformation,
+        sizes: Sequence[int | tuple[int, ...]],
+        seed: int = 0,
     ) -> None:
+        """``sizes``: one entry per leaf, a length or a shape."""
         rng = np.random.default_rng(seed)
         self.params = {
-            f"p{i:04d}": jnp.asarray(rng.standard_normal(n, np.float32))
+            f"p{i:04d}": jnp.asarray(rng.standard_normal(_shape(n), np.float32))
             for i, n in enumerate(sizes)
         }
         self.grads = {
-            k: jnp.asarray(1e-3 * rng.standard_normal(v.shape[0], np.float32))
+            k: jnp.asarray(1e-3 * rng.standard_normal(v.shape, np.float32))
             for k, v in self.params.items()
         }
         self.state = tx.init(self.params)
+        self.state_bytes_per_param = adam_tx.state_report(
+            self.state, self.params
+        ).bytes_per_param
 
         def step(params, state, grads):
             updates, state = tx.update(grads, state, params)
@@ -114,6 +137,8 @@ class JaxContender:
             .compile()
         )
         self.compile_s = time.perf_counter() - start
+        analysis = self.compiled.memory_analysis()
+        self.temp_bytes = None if analysis is None else analysis.temp_size_in_bytes
 
     def step(self) -> None:
         self.params, self.state = self.compiled(self.params, self.state, self.grads)
@@ -153,6 +178,22 @@ def torch_module() -> Any:
     return torch
 
 
+def interleaved_medians(
+    contenders: Mapping[str, JaxContender | TorchContender], steps: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds per step of each contender, one step of each in turn."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(warmup):
+        for c in contenders.values():
+            c.step()
+    for _ in range(steps):  # interleaved: noise hits every contender alike
+        for name, c in contenders.items():
+            start = time.perf_counter()
+            c.step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def run_case(
     size: int, leaves: int, steps: int, warmup: int, torch: Any
 ) -> dict[str, Any]:
@@ -163,25 +204,85 @@ def run_case(
     if torch is not None:
         for mode in ("fused", "foreach"):
             contenders[f"torch_{mode}"] = TorchContender(torch, sizes, mode)
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(warmup):
-        for c in contenders.values():
-            c.step()
-    for _ in range(steps):  # interleaved: noise hits every contender alike
-        for name, c in contenders.items():
-            start = time.perf_counter()
-            c.step()
-            times[name].append(time.perf_counter() - start)
-    out: dict[str, Any] = {"size": size, "leaves": leaves, "steps": steps}
-    out["results"] = {}
+    medians = interleaved_medians(contenders, steps, warmup)
+    out: dict[str, Any] = {
+        "size": size,
+        "leaves": leaves,
+        "steps": steps,
+        "results": {},
+    }
     for name, c in contenders.items():
-        med = statistics.median(times[name])
+        med = medians[name]
         out["results"][name] = {
             "step_ms": 1e3 * med,
             "compile_s": c.compile_s,
             "gb_per_s_at_floor": 32 * size / med / 1e9,
         }
     return out
+
+
+def format_optimizers() -> dict[str, Callable[[], optax.GradientTransformation]]:
+    """Plain AdamW with each way of storing the moments (issue 14)."""
+    bf16 = {"mu_dtype": jnp.bfloat16, "nu_dtype": jnp.bfloat16}
+    return {
+        "adam_tx fp32": lambda: adam_tx.adamw(1e-3),
+        "adam_tx bf16": lambda: adam_tx.adamw(1e-3, **bf16),
+        "adam_tx bf16+SR": lambda: adam_tx.adamw(1e-3, state_format="stochastic"),
+        "adam_tx int8": lambda: adam_tx.adamw(1e-3, state_format="int8"),
+        "adam_tx int4": lambda: adam_tx.adamw(1e-3, state_format="int4"),
+        "optax fp32": lambda: optax.adamw(1e-3),
+    }
+
+
+def format_shapes(size: int, leaves: int = FORMAT_LEAVES) -> list[tuple[int, int]]:
+    """``leaves`` matrices of shape (2r, r) with about ``size`` elements in all.
+
+    16M gives 8 x (2000, 1000), 64M 8 x (4000, 2000). The last axis is kept
+    even: int4 codes pack two per byte along it (an odd one stores 8-bit codes).
+    """
+    cols = max(2, 2 * round(math.sqrt(size / leaves / 2) / 2))
+    return [(max(1, size // leaves // cols), cols)] * leaves
+
+
+def run_formats(size: int, steps: int, warmup: int) -> dict[str, Any]:
+    shapes = format_shapes(size)
+    contenders: dict[str, JaxContender] = {
+        name: JaxContender(make(), shapes) for name, make in format_optimizers().items()
+    }
+    medians = interleaved_medians(contenders, steps, warmup)
+    base = medians["adam_tx fp32"]
+    out: dict[str, Any] = {
+        "size": sum(math.prod(s) for s in shapes),
+        "shapes": shapes,
+        "steps": steps,
+        "results": {},
+    }
+    for name, c in contenders.items():
+        out["results"][name] = {
+            "step_ms": 1e3 * medians[name],
+            "vs_adam_tx_fp32": medians[name] / base,
+            "state_bytes_per_param": c.state_bytes_per_param,
+            "compile_s": c.compile_s,
+            "temp_mib": None if c.temp_bytes is None else c.temp_bytes / 2**20,
+        }
+    return out
+
+
+def formats_markdown(cases: list[dict[str, Any]]) -> str:
+    head = "| params | format | step ms | vs adam_tx fp32 | state bytes/param "
+    rows = [head + "| compile s | temp MiB |", "|---|---|---|---|---|---|---|"]
+    for case in cases:
+        rows_of = len(case["shapes"])
+        shape = "x".join(map(str, case["shapes"][0]))
+        where = f"{fmt_size(case['size'])} ({rows_of} x {shape})"
+        for name, r in case["results"].items():
+            temp = "-" if r["temp_mib"] is None else f"{r['temp_mib']:.1f}"
+            rows.append(
+                f"| {where} | {name} | {r['step_ms']:.2f} "
+                f"| {r['vs_adam_tx_fp32']:.2f}x | {r['state_bytes_per_param']:.3f} "
+                f"| {r['compile_s']:.2f} | {temp} |"
+            )
+    return "\n".join(rows)
 
 
 def fmt_size(n: int) -> str:
@@ -215,23 +316,53 @@ def markdown(cases: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def write_markdown(path: pathlib.Path, table: str, command: str) -> None:
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def write_markdown(
+    path: pathlib.Path,
+    table: str,
+    command: str,
+    load_start: str | None = None,
+    *,
+    section: str = SECTION,
+    begin: str = BEGIN,
+    end: str = END,
+) -> None:
     """Replace this benchmark's table in ``path``, leaving other sections."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = f"load average (1/5/15 min) {load_start or '?'} at the start, "
+    load += f"{load_average()} at the end"
     block = (
-        f"{BEGIN}\nCommand: `{command}`; {stamp}; {platform.machine()} "
+        f"{begin}\nCommand: `{command}`; {stamp}; {platform.machine()}, "
+        f"{os.cpu_count()} cores ({cpu_model()}), "
         f"{jax.device_count()}x {jax.devices()[0].platform}, jax {jax.__version__}, "
-        f"optax {optax.__version__}. Medians of interleaved steps.\n\n{table}\n{END}"
+        f"optax {optax.__version__}; {load}. Medians of interleaved steps, "
+        f"parameters and state donated.\n\n{table}\n{end}"
     )
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    elif SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        text = head + SECTION + "\n\n" + block + "\n" + rest
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    elif section in text:
+        head, rest = text.split(section, 1)
+        text = head + section + "\n\n" + block + "\n" + rest
     else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
+        text = text.rstrip("\n") + f"\n\n{section}\n\n{block}\n"
     path.write_text(text)
 
 
@@ -263,6 +394,13 @@ def build_parser(
     parser.add_argument("--steps", type=int, default=10, help="timed steps (>= 1)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--quick", action="store_true", help="1M x {1, 200}, 5 steps")
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        metavar="SIZE",
+        help="instead: plain adamw with fp32/bf16/bf16+SR/int8/int4 state "
+        f"(and optax fp32) over {FORMAT_LEAVES} matrices per SIZE (e.g. 16M 64M)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="skip torch.optim")
     parser.add_argument("--json", type=pathlib.Path, help="write results here")
     markdown_help = "write the table into this file's step-speed section"
@@ -290,6 +428,10 @@ def main(
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
+    load_start = load_average()
+    command = " ".join([command, *(argv or [])])
+    if args.formats:
+        return main_formats(args, load_start, command)
     if args.quick:
         args.sizes, args.leaves, args.steps = ["1M"], [1, 200], 5
     torch = None if args.no_torch else torch_module()
@@ -310,5 +452,30 @@ def main(
     if args.json:
         args.json.write_text(json.dumps(cases, indent=2))
     if args.markdown:
-        write_markdown(args.markdown, table, " ".join([command, *(argv or [])]))
+        write_markdown(args.markdown, table, command, load_start)
+    return cases
+
+
+def main_formats(
+    args: argparse.Namespace, load_start: str, command: str
+) -> list[dict[str, Any]]:
+    """``--formats``: one :func:`run_formats` per size, its own markdown section."""
+    cases = []
+    for size in args.formats:
+        cases.append(run_formats(parse_size(size), args.steps, args.warmup))
+        print("\n".join(formats_markdown(cases[-1:]).splitlines()[2:]), flush=True)
+        if args.json:  # keep what is done if a long run is cut short
+            args.json.write_text(json.dumps(cases, indent=2))
+    table = formats_markdown(cases)
+    print(table)
+    if args.markdown:
+        write_markdown(
+            args.markdown,
+            table,
+            command,
+            load_start,
+            section=FORMATS_SECTION,
+            begin=FORMATS_BEGIN,
+            end=FORMATS_END,
+        )
     return cases

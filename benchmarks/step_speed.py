@@ -19,410 +19,58 @@ leaves of shape (2r, r) per size, with the moments stored as fp32, bf16,
 bf16 + stochastic rounding, int8 and int4 codes, against optax's fp32
 ``adamw(1e-3)``; its table goes to its own section of BENCHMARKS.md.
 
+The benchmark itself is :mod:`adam_tx._bench` (also run as ``adam-tx bench``);
+this script runs it from the source tree and writes BENCHMARKS.md when
+``--markdown`` is given alone.
+
 Memory floor for fp32 AdamW with clipping: read p, g, m, v, write p, m, v
 (28 B/param) plus one read of g for the norm (4 B/param).
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import math
-import os
 import pathlib
-import platform
-import statistics
-import time
-from collections.abc import Callable
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+from adam_tx._bench import (  # noqa: F401  (this script's names, for tests)
+    BEGIN,
+    END,
+    FORMAT_LEAVES,
+    FORMATS_BEGIN,
+    FORMATS_END,
+    FORMATS_SECTION,
+    SECTION,
+    JaxContender,
+    TorchContender,
+    cpu_model,
+    fmt_size,
+    format_optimizers,
+    format_shapes,
+    formats_markdown,
+    interleaved_medians,
+    jax_optimizers,
+    leaf_sizes,
+    load_average,
+    markdown,
+    parse_size,
+    run_case,
+    run_formats,
+    schedule,
+    torch_module,
+    write_markdown,
+)
+from adam_tx._bench import main as _main
 
-import adam_tx
-
-LR, WD, MAX_NORM, WARMUP, TOTAL = 1e-3, 0.01, 1.0, 100, 10_000
-SECTION = "## Step speed: one pass over memory (issue 5)"
-BEGIN, END = "<!-- step_speed:begin -->", "<!-- step_speed:end -->"
-FORMATS_SECTION = "## Low-memory state formats: step time at 16M and 64M (issue 14)"
-FORMATS_BEGIN = "<!-- step_formats:begin -->"
-FORMATS_END = "<!-- step_formats:end -->"
-FORMAT_LEAVES = 8
-
-
-def parse_size(text: str) -> int:
-    scale = {"K": 10**3, "M": 10**6, "G": 10**9}
-    text = text.strip().upper()
-    if text[-1] in scale:
-        return int(float(text[:-1]) * scale[text[-1]])
-    return int(text)
-
-
-def leaf_sizes(size: int, leaves: int) -> list[int]:
-    """``leaves`` sizes summing to ``size``; the remainder goes to the first."""
-    base = size // leaves
-    return [base + size - base * leaves] + [base] * (leaves - 1)
-
-
-def schedule():
-    return optax.warmup_cosine_decay_schedule(0.0, LR, WARMUP, TOTAL)
-
-
-def jax_optimizers() -> dict[str, Callable[[], optax.GradientTransformation]]:
-    return {
-        "adam_tx": lambda: adam_tx.chain(
-            adam_tx.clip_by_global_norm(MAX_NORM),
-            adam_tx.adamw(schedule(), weight_decay=WD),
-        ),
-        "adam_tx_grouped": lambda: adam_tx.group_small_leaves(
-            adam_tx.chain(
-                adam_tx.clip_by_global_norm(MAX_NORM),
-                adam_tx.adamw(schedule(), weight_decay=WD),
-            )
-        ),
-        "optax": lambda: optax.chain(
-            optax.clip_by_global_norm(MAX_NORM),
-            optax.adamw(schedule(), weight_decay=WD),
-        ),
-    }
-
-
-class JaxContender:
-    """A jitted, donated step of one optax-style optimizer."""
-
-    def __init__(
-        self,
-        tx: optax.GradientTransformation,
-        sizes: list[int] | list[tuple[int, ...]],
-        seed=0,
-    ):
-        """``sizes``: one entry per leaf, a length or a shape."""
-        rng = np.random.default_rng(seed)
-        self.params = {
-            f"p{i:04d}": jnp.asarray(rng.standard_normal(n, np.float32))
-            for i, n in enumerate(sizes)
-        }
-        self.grads = {
-            k: jnp.asarray(1e-3 * rng.standard_normal(v.shape, np.float32))
-            for k, v in self.params.items()
-        }
-        self.state = tx.init(self.params)
-        self.state_bytes_per_param = adam_tx.state_report(
-            self.state, self.params
-        ).bytes_per_param
-
-        def step(params, state, grads):
-            updates, state = tx.update(grads, state, params)
-            return optax.apply_updates(params, updates), state
-
-        start = time.perf_counter()
-        self.compiled = (
-            jax.jit(step, donate_argnums=(0, 1))
-            .lower(self.params, self.state, self.grads)
-            .compile()
-        )
-        self.compile_s = time.perf_counter() - start
-        analysis = self.compiled.memory_analysis()
-        self.temp_bytes = None if analysis is None else analysis.temp_size_in_bytes
-
-    def step(self) -> None:
-        self.params, self.state = self.compiled(self.params, self.state, self.grads)
-        jax.block_until_ready((self.params, self.state))
-
-
-class TorchContender:
-    """torch.optim.AdamW (fused or foreach) + clip_grad_norm_ + LambdaLR."""
-
-    def __init__(self, torch, sizes: list[int], mode: str, seed=0):
-        self.torch = torch
-        gen = torch.Generator().manual_seed(seed)
-        self.params = [torch.randn(n, generator=gen) for n in sizes]
-        for p in self.params:
-            p.requires_grad_(True)
-            p.grad = 1e-3 * torch.randn(p.shape, generator=gen)
-        flag = {"fused": True} if mode == "fused" else {"foreach": True}
-        self.opt = torch.optim.AdamW(self.params, lr=LR, weight_decay=WD, **flag)
-        sched = schedule()
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda t: float(sched(t)) / LR
-        )
-        self.compile_s = 0.0
-
-    def step(self) -> None:
-        self.torch.nn.utils.clip_grad_norm_(self.params, MAX_NORM)
-        self.opt.step()
-        self.sched.step()
-
-
-def torch_module():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
-def interleaved_medians(contenders: dict, steps: int, warmup: int) -> dict:
-    """Median seconds per step of each contender, one step of each in turn."""
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(warmup):
-        for c in contenders.values():
-            c.step()
-    for _ in range(steps):  # interleaved: noise hits every contender alike
-        for name, c in contenders.items():
-            start = time.perf_counter()
-            c.step()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def run_case(size: int, leaves: int, steps: int, warmup: int, torch) -> dict:
-    sizes = leaf_sizes(size, leaves)
-    contenders = {
-        name: JaxContender(make(), sizes) for name, make in jax_optimizers().items()
-    }
-    if torch is not None:
-        for mode in ("fused", "foreach"):
-            contenders[f"torch_{mode}"] = TorchContender(torch, sizes, mode)
-    medians = interleaved_medians(contenders, steps, warmup)
-    out = {"size": size, "leaves": leaves, "steps": steps, "results": {}}
-    for name, c in contenders.items():
-        med = medians[name]
-        out["results"][name] = {
-            "step_ms": 1e3 * med,
-            "compile_s": c.compile_s,
-            "gb_per_s_at_floor": 32 * size / med / 1e9,
-        }
-    return out
-
-
-def format_optimizers() -> dict[str, Callable[[], optax.GradientTransformation]]:
-    """Plain AdamW with each way of storing the moments (issue 14)."""
-    bf16 = {"mu_dtype": jnp.bfloat16, "nu_dtype": jnp.bfloat16}
-    return {
-        "adam_tx fp32": lambda: adam_tx.adamw(1e-3),
-        "adam_tx bf16": lambda: adam_tx.adamw(1e-3, **bf16),
-        "adam_tx bf16+SR": lambda: adam_tx.adamw(1e-3, state_format="stochastic"),
-        "adam_tx int8": lambda: adam_tx.adamw(1e-3, state_format="int8"),
-        "adam_tx int4": lambda: adam_tx.adamw(1e-3, state_format="int4"),
-        "optax fp32": lambda: optax.adamw(1e-3),
-    }
-
-
-def format_shapes(size: int, leaves: int = FORMAT_LEAVES) -> list[tuple[int, int]]:
-    """``leaves`` matrices of shape (2r, r) with about ``size`` elements in all.
-
-    16M gives 8 x (2000, 1000), 64M 8 x (4000, 2000). The last axis is kept
-    even: int4 codes pack two per byte along it (an odd one stores 8-bit codes).
-    """
-    cols = max(2, 2 * round(math.sqrt(size / leaves / 2) / 2))
-    return [(max(1, size // leaves // cols), cols)] * leaves
-
-
-def run_formats(size: int, steps: int, warmup: int) -> dict:
-    shapes = format_shapes(size)
-    contenders = {
-        name: JaxContender(make(), shapes) for name, make in format_optimizers().items()
-    }
-    medians = interleaved_medians(contenders, steps, warmup)
-    base = medians["adam_tx fp32"]
-    out = {
-        "size": sum(math.prod(s) for s in shapes),
-        "shapes": shapes,
-        "steps": steps,
-        "results": {},
-    }
-    for name, c in contenders.items():
-        out["results"][name] = {
-            "step_ms": 1e3 * medians[name],
-            "vs_adam_tx_fp32": medians[name] / base,
-            "state_bytes_per_param": c.state_bytes_per_param,
-            "compile_s": c.compile_s,
-            "temp_mib": None if c.temp_bytes is None else c.temp_bytes / 2**20,
-        }
-    return out
-
-
-def formats_markdown(cases: list[dict]) -> str:
-    head = "| params | format | step ms | vs adam_tx fp32 | state bytes/param "
-    rows = [head + "| compile s | temp MiB |", "|---|---|---|---|---|---|---|"]
-    for case in cases:
-        rows_of = len(case["shapes"])
-        shape = "x".join(map(str, case["shapes"][0]))
-        where = f"{fmt_size(case['size'])} ({rows_of} x {shape})"
-        for name, r in case["results"].items():
-            temp = "-" if r["temp_mib"] is None else f"{r['temp_mib']:.1f}"
-            rows.append(
-                f"| {where} | {name} | {r['step_ms']:.2f} "
-                f"| {r['vs_adam_tx_fp32']:.2f}x | {r['state_bytes_per_param']:.3f} "
-                f"| {r['compile_s']:.2f} | {temp} |"
-            )
-    return "\n".join(rows)
-
-
-def fmt_size(n: int) -> str:
-    return f"{n / 1e6:g}M"
-
-
-def markdown(cases: list[dict]) -> str:
-    names = list(cases[0]["results"]) if cases else []
-    head = ["params", "leaves"]
-    head += [f"{n} ms" for n in names]
-    head += ["adam_tx / optax", "grouped / optax", "adam_tx / torch_fused"]
-    head += [f"{n} compile s" for n in names if n.startswith(("adam_tx", "optax"))]
-    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for case in cases:
-        r = case["results"]
-        cells = [fmt_size(case["size"]), str(case["leaves"])]
-        cells += [f"{r[n]['step_ms']:.2f}" for n in names]
-        ours = r["adam_tx"]["step_ms"]
-        cells.append(f"{ours / r['optax']['step_ms']:.2f}x")
-        grouped = r.get("adam_tx_grouped", {}).get("step_ms")
-        cells.append(f"{grouped / r['optax']['step_ms']:.2f}x" if grouped else "-")
-        cells.append(
-            f"{ours / r['torch_fused']['step_ms']:.2f}x" if "torch_fused" in r else "-"
-        )
-        cells += [
-            f"{r[n]['compile_s']:.2f}"
-            for n in names
-            if n.startswith(("adam_tx", "optax"))
-        ]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def write_markdown(
-    path: pathlib.Path,
-    table: str,
-    command: str,
-    load_start: str | None = None,
-    *,
-    section: str = SECTION,
-    begin: str = BEGIN,
-    end: str = END,
-) -> None:
-    """Replace this benchmark's table in ``path``, leaving other sections."""
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load = f"load average (1/5/15 min) {load_start or '?'} at the start, "
-    load += f"{load_average()} at the end"
-    block = (
-        f"{begin}\nCommand: `{command}`; {stamp}; {platform.machine()}, "
-        f"{os.cpu_count()} cores ({cpu_model()}), "
-        f"{jax.device_count()}x {jax.devices()[0].platform}, jax {jax.__version__}, "
-        f"optax {optax.__version__}; {load}. Medians of interleaved steps, "
-        f"parameters and state donated.\n\n{table}\n{end}"
-    )
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    elif section in text:
-        head, rest = text.split(section, 1)
-        text = head + section + "\n\n" + block + "\n" + rest
-    else:
-        text = text.rstrip("\n") + f"\n\n{section}\n\n{block}\n"
-    path.write_text(text)
+BENCHMARKS_MD = pathlib.Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", nargs="+", default=["1M", "16M", "64M"])
-    parser.add_argument("--leaves", nargs="+", type=int, default=[1, 200, 1000])
-    parser.add_argument(
-        "--cases",
-        nargs="+",
-        help="SIZE:LEAVES pairs (e.g. 16M:200), instead of --sizes x --leaves",
+    """:func:`adam_tx._bench.main`, with ``--markdown`` alone meaning
+    BENCHMARKS.md and the command recorded as this script's."""
+    return _main(
+        argv,
+        markdown_default=BENCHMARKS_MD,
+        command="python benchmarks/step_speed.py",
     )
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (>= 1)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="1M x {1, 200}, 5 steps")
-    parser.add_argument(
-        "--formats",
-        nargs="+",
-        metavar="SIZE",
-        help="instead: plain adamw with fp32/bf16/bf16+SR/int8/int4 state "
-        f"(and optax fp32) over {FORMAT_LEAVES} matrices per SIZE (e.g. 16M 64M)",
-    )
-    parser.add_argument("--no-torch", action="store_true")
-    parser.add_argument("--json", type=pathlib.Path, help="write results here")
-    parser.add_argument(
-        "--markdown",
-        nargs="?",
-        const=pathlib.Path(__file__).resolve().parents[1] / "BENCHMARKS.md",
-        type=pathlib.Path,
-        help="write the table into this file's step-speed section "
-        "(default: BENCHMARKS.md)",
-    )
-    args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error(f"--steps must be >= 1, got {args.steps}")
-    load_start = load_average()
-    command = ("python benchmarks/step_speed.py " + " ".join(argv or [])).strip()
-    if args.formats:
-        return main_formats(args, load_start, command)
-    if args.quick:
-        args.sizes, args.leaves, args.steps = ["1M"], [1, 200], 5
-    torch = None if args.no_torch else torch_module()
-    if args.cases:
-        pairs = [c.split(":") for c in args.cases]
-        todo = [(parse_size(size), int(leaves)) for size, leaves in pairs]
-    else:
-        todo = [(parse_size(s), n) for s in args.sizes for n in args.leaves]
-    cases = []
-    for size, leaves in todo:
-        case = run_case(size, leaves, args.steps, args.warmup, torch)
-        cases.append(case)
-        print(markdown([case]).splitlines()[-1], flush=True)
-        if args.json:  # keep what is done if a long run is cut short
-            args.json.write_text(json.dumps(cases, indent=2))
-    table = markdown(cases)
-    print(table)
-    if args.json:
-        args.json.write_text(json.dumps(cases, indent=2))
-    if args.markdown:
-        write_markdown(args.markdown, table, command, load_start)
-    return cases
-
-
-def main_formats(args, load_start: str, command: str) -> list[dict]:
-    cases = []
-    for size in args.formats:
-        cases.append(run_formats(parse_size(size), args.steps, args.warmup))
-        print("\n".join(formats_markdown(cases[-1:]).splitlines()[2:]), flush=True)
-        if args.json:  # keep what is done if a long run is cut short
-            args.json.write_text(json.dumps(cases, indent=2))
-    table = formats_markdown(cases)
-    print(table)
-    if args.markdown:
-        write_markdown(
-            args.markdown,
-            table,
-            command,
-            load_start,
-            section=FORMATS_SECTION,
-            begin=FORMATS_BEGIN,
-            end=FORMATS_END,
-        )
-    return cases
 
 
 if __name__ == "__main__":
