@@ -1,14 +1,19 @@
 """Trace, lower and compile time of one AdamW step with many parameter leaves.
 
-Contenders: ``chain(clip_by_global_norm(1), adamw)`` ("plain"), the same with
-``track_stats()`` last ("stats"), and wrapped in
-``loss_scaling(skip_nonfinite(...))`` ("guards"). Each is jitted fresh; the
-three phases are timed once (compilation is not repeated, since XLA caches).
+Contenders: ``chain(clip_by_global_norm(1), adamw)`` ("plain", adam_tx's
+default per-leaf layout), the same with ``track_stats()`` last ("stats"),
+wrapped in ``loss_scaling(skip_nonfinite(...))`` ("guards"), wrapped in
+``group_small_leaves`` ("grouped": one flat vector for all the leaves), and
+optax's own ``chain(clip_by_global_norm(1), adamw)`` ("optax"). Each is jitted
+fresh; ``init`` (where ``group_small_leaves`` plans its layout) and the three
+phases of ``jit`` are timed once (compilation is not repeated, since XLA
+caches).
 
 Usage::
 
     python benchmarks/compile_time.py               # 200 leaves of 64 x 32
-    python benchmarks/compile_time.py --leaves 50
+    python benchmarks/compile_time.py --leaves 10 100 1000 3000 \
+        --only plain grouped optax
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import optax
 
 import adam_tx
 
@@ -30,6 +36,10 @@ def contenders():
         "plain": lambda: base(),
         "stats": lambda: base(adam_tx.track_stats()),
         "guards": lambda: adam_tx.loss_scaling(adam_tx.skip_nonfinite(base())),
+        "grouped": lambda: adam_tx.group_small_leaves(base()),
+        "optax": lambda: optax.chain(
+            optax.clip_by_global_norm(1.0), optax.adamw(1e-3)
+        ),
     }
 
 
@@ -41,29 +51,42 @@ def measure(tx, leaves: int, shape=(64, 32)) -> dict[str, float]:
         return adam_tx.apply_updates(p, u), s
 
     start = time.perf_counter()
-    traced = jax.jit(step, donate_argnums=(0, 1)).trace(params, tx.init(params), params)
+    state = tx.init(params)
+    init_at = time.perf_counter()
+    traced = jax.jit(step, donate_argnums=(0, 1)).trace(params, state, params)
     traced_at = time.perf_counter()
     lowered = traced.lower()
     lowered_at = time.perf_counter()
     lowered.compile()
     done = time.perf_counter()
     return {
-        "trace": traced_at - start,
+        "init": init_at - start,
+        "trace": traced_at - init_at,
         "lower": lowered_at - traced_at,
         "compile": done - lowered_at,
     }
 
 
-def main(argv=None) -> dict[str, dict[str, float]]:
+def main(argv=None) -> dict[int, dict[str, dict[str, float]]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leaves", type=int, default=200)
+    parser.add_argument("--leaves", type=int, nargs="+", default=[200])
+    parser.add_argument("--only", nargs="+", choices=sorted(contenders()))
+    parser.add_argument("--shape", type=int, nargs="+", default=[64, 32])
     args = parser.parse_args(argv)
-    out = {name: measure(make(), args.leaves) for name, make in contenders().items()}
-    print(f"leaves={args.leaves} (64 x 32 each), jax {jax.__version__}, seconds")
-    print("| contender | trace | lower | compile |")
-    print("|---|---|---|---|")
-    for name, t in out.items():
-        print(f"| {name} | {t['trace']:.2f} | {t['lower']:.2f} | {t['compile']:.2f} |")
+    chosen = {k: v for k, v in contenders().items() if k in (args.only or [k])}
+    shape = tuple(args.shape)
+    print(f"leaves of shape {shape}, jax {jax.__version__}, seconds")
+    print("| leaves | contender | init | trace | lower | compile | total |")
+    print("|---|---|---|---|---|---|---|")
+    out: dict[int, dict[str, dict[str, float]]] = {}
+    for leaves in args.leaves:
+        out[leaves] = {}
+        for name, make in chosen.items():
+            t = out[leaves][name] = measure(make(), leaves, shape)
+            phases = " | ".join(
+                f"{t[k]:.2f}" for k in ("init", "trace", "lower", "compile")
+            )
+            print(f"| {leaves} | {name} | {phases} | {sum(t.values()):.2f} |")
     return out
 
 

@@ -130,9 +130,13 @@ def test_stats_cost_runs_small():
 
 def test_compile_time_runs_small():
     compile_time = _load("compile_time")
-    out = compile_time.main(["--leaves", "3"])
-    assert set(out) == {"plain", "stats", "guards"}
-    assert all(t[k] > 0 for t in out.values() for k in ("trace", "lower", "compile"))
+    out = compile_time.main(["--leaves", "2", "3", "--shape", "4", "2"])
+    assert set(out) == {2, 3}
+    assert set(out[3]) == {"plain", "stats", "guards", "grouped", "optax"}
+    phases = ("init", "trace", "lower", "compile")
+    assert all(t[k] > 0 for r in out.values() for t in r.values() for k in phases)
+    only = compile_time.main(["--leaves", "2", "--only", "optax"])
+    assert set(only[2]) == {"optax"}
 
 
 @pytest.mark.slow
