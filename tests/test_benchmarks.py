@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import pathlib
 
 import pytest
@@ -150,3 +151,33 @@ def test_model_step_tiny_run(tmp_path):
     assert ("gpt 2x16", "flax train step", "adam_tx") in whats
     assert all(r["compile_s"] > 0 for r in rows)
     assert json.loads(out.read_text()) == rows
+
+
+@pytest.mark.slow
+def test_variants_charlm_quick_run_writes_a_row_per_optimizer(tmp_path):
+    variants_charlm = _load("variants_charlm")
+    bench = tmp_path / "BENCHMARKS.md"
+    bench.write_text("# Benchmarks\n\n## Other\n\nkept\n")
+    out = tmp_path / "v.json"
+    record = variants_charlm.main(
+        ["--quick", "--json", str(out), "--markdown", str(bench)]
+    )
+    names = [r["optimizer"] for r in record["table"]]
+    assert names == [*variants_charlm.optimizers(1, 0.0)]  # the int4 row last
+    assert {"AdamW", "RAdam", "ADOPT", "AdEMAMix", "C-AdamW", "StableAdamW"} < set(
+        names
+    )
+    assert "schedule-free AdamW" in names and variants_charlm.INT4 in names
+    for row in record["table"]:
+        assert len(row["losses"]) == 1 and all(map(math.isfinite, row["losses"]))
+        assert row["step_time_ratio"] > 0
+    saved = json.loads(out.read_text())
+    assert len(saved["runs"]) == len(names) and saved["load_end"]
+    text = bench.read_text()
+    assert "kept" in text and variants_charlm.SECTION in text
+    assert text.count("\n| ") == len(names) + 1  # header and one row each
+    variants_charlm.write_markdown(str(bench), "| new |", record)  # a rerun
+    text = bench.read_text()
+    assert text.count(variants_charlm.BEGIN) == 1 and "| new |" in text
+    assert text.count(variants_charlm.SECTION) == 1
+    assert "| AdamW |" not in text and "kept" in text
