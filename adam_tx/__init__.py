@@ -8,7 +8,7 @@ elementwise pass per parameter).
 from optax import apply_updates
 
 from adam_tx import checkpoint, debug, recipes, schedules, sharding, variants
-from adam_tx._fusion import chain
+from adam_tx._engine.fusion import chain
 from adam_tx.adabelief import ScaleByBeliefState, scale_by_belief
 from adam_tx.adam import ScaleByAdamState, scale_by_adam
 from adam_tx.adamax import ScaleByAdamaxState, scale_by_adamax

@@ -16,8 +16,8 @@ import jax
 import optax
 
 from adam_tx import hyperparams
-from adam_tx._stateful import SplitMath, counted_transform
-from adam_tx._typing import DType, Numeric, ScalarOrSchedule
+from adam_tx._engine.stateful import SplitMath, counted_transform
+from adam_tx._engine.typing import DType, Numeric, ScalarOrSchedule
 from adam_tx.adam import (
     ADAM_RANGES,
     adam_corrections,

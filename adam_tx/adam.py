@@ -20,10 +20,10 @@ import jax
 import optax
 
 from adam_tx import hyperparams
-from adam_tx._counting import safe_increment
-from adam_tx._stateful import SplitMath, counted_transform
-from adam_tx._typing import DType, Numeric, ScalarOrSchedule
-from adam_tx._validate import check_decay, check_nonnegative
+from adam_tx._engine.counting import safe_increment
+from adam_tx._engine.stateful import SplitMath, counted_transform
+from adam_tx._engine.typing import DType, Numeric, ScalarOrSchedule
+from adam_tx._engine.validate import check_decay, check_nonnegative
 from adam_tx.bias_correction import correction, debias
 from adam_tx.moments import adaptive_step, ema, ema_sq, nesterov_momentum
 from adam_tx.state_format import moment_format

@@ -17,9 +17,9 @@ import jax
 import optax
 
 from adam_tx import hyperparams
-from adam_tx._stateful import SplitMath, counted_transform
-from adam_tx._typing import DType, Numeric, ScalarOrSchedule
-from adam_tx._validate import check_decay, check_nonnegative
+from adam_tx._engine.stateful import SplitMath, counted_transform
+from adam_tx._engine.typing import DType, Numeric, ScalarOrSchedule
+from adam_tx._engine.validate import check_decay, check_nonnegative
 from adam_tx.bias_correction import correction, debias
 from adam_tx.moments import ema, ema_infinity_norm
 from adam_tx.state_format import moment_format

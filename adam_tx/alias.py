@@ -21,11 +21,16 @@ from typing import Any
 
 import optax
 
-from adam_tx._fusion import chain
-from adam_tx._storage import Storage as Storage  # the options, documented there
-from adam_tx._storage import stores_moments
-from adam_tx._typing import DType, Numeric, ScalarOrSchedule
-from adam_tx._validate import check_nonnegative, check_range, is_schedule, is_traced
+from adam_tx._engine.fusion import chain
+from adam_tx._engine.storage import Storage as Storage  # the options, documented there
+from adam_tx._engine.storage import stores_moments
+from adam_tx._engine.typing import DType, Numeric, ScalarOrSchedule
+from adam_tx._engine.validate import (
+    check_nonnegative,
+    check_range,
+    is_schedule,
+    is_traced,
+)
 from adam_tx.adabelief import scale_by_belief
 from adam_tx.adam import scale_by_adam
 from adam_tx.adamax import scale_by_adamax

@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import optax
 
 from adam_tx import hyperparams
-from adam_tx._stateful import SplitMath, counted_transform
-from adam_tx._typing import DType, Numeric, ScalarOrSchedule
-from adam_tx._validate import check_choice
+from adam_tx._engine.stateful import SplitMath, counted_transform
+from adam_tx._engine.typing import DType, Numeric, ScalarOrSchedule
+from adam_tx._engine.validate import check_choice
 from adam_tx.adam import ADAM_RANGES, adam_corrections, adam_hypers, check_adam_args
 from adam_tx.bias_correction import debias
 from adam_tx.moments import adaptive_step, ema, ema_sq

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import optax
 
 from adam_tx import hyperparams
-from adam_tx._stateful import SplitMath, counted_transform
-from adam_tx._typing import DType, Numeric
-from adam_tx._validate import (
+from adam_tx._engine.stateful import SplitMath, counted_transform
+from adam_tx._engine.typing import DType, Numeric
+from adam_tx._engine.validate import (
     check_decay,
     check_nonnegative,
     check_range,

@@ -12,10 +12,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx import _fusion, hyperparams
-from adam_tx._counting import safe_increment, zero_count
-from adam_tx._dtypes import hyper_dtype
-from adam_tx._validate import check_decay
+from adam_tx import hyperparams
+from adam_tx._engine import fusion
+from adam_tx._engine.counting import safe_increment, zero_count
+from adam_tx._engine.dtypes import hyper_dtype
+from adam_tx._engine.validate import check_decay
 
 
 def correction(one_minus_decay: jax.Array, count: jax.Array) -> jax.Array:
@@ -90,8 +91,8 @@ def bias_correction(decay: float = 0.9) -> optax.GradientTransformationExtraArgs
     def finish(state, ctx, fields, partials):
         return BiasCorrectionState(ctx.count, ctx.hp)
 
-    return _fusion.transformation(
-        _fusion.Piece(
+    return fusion.transformation(
+        fusion.Piece(
             name="bias_correction", init=init, prepare=prepare, leaf=leaf, finish=finish
         )
     )

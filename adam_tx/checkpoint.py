@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from adam_tx._tree import path_str
+from adam_tx._engine.tree import path_str
 
 FORMAT = "adam_tx.checkpoint/1"
 LATEST_VALID = "latest_valid"

@@ -7,7 +7,7 @@
                     demo command line that uses its suggestion
   adam-tx compare   SGD+momentum, RMSProp, Adam, AdamW and variants on the same
                     task, a small lr sweep each: steps to a target held-out loss
-  adam-tx bench     the optimizer step-speed benchmark (adam_tx._bench)
+  adam-tx bench     the optimizer step-speed benchmark (adam_tx._app.bench)
 
 demo, lr-find and compare need the demo extra (pip install 'adam_tx[demo]').
 Each writes into --out (default: a new folder under ./adam_tx_runs), which is
@@ -28,7 +28,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from adam_tx import _outdir, _runs
+from adam_tx._app import outdir as _outdir
+from adam_tx._app import runs as _runs
 
 EXTRA_MODULES = ("flax", "tqdm", "matplotlib")  # the demo extra
 OWNED = {
@@ -241,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     if argv[:1] == ["bench"]:
-        from adam_tx import _bench
+        from adam_tx._app import bench as _bench
 
         _bench.main(argv[1:])
         return 0
@@ -251,7 +252,8 @@ def _main(argv: list[str]) -> int:
     if missing:
         print(missing, file=sys.stderr)
         return 1
-    from adam_tx import _commands, _compare
+    from adam_tx._app import commands as _commands
+    from adam_tx._app import compare as _compare
 
     commands = {
         "demo": _commands.demo,

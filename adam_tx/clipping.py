@@ -20,13 +20,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx import _fusion, hyperparams
-from adam_tx._dtypes import compute_dtype, hyper_dtype
-from adam_tx._reduce import sums_of_squares
-from adam_tx._stateful import counted_transform
-from adam_tx._stateless import accepting_no_state
-from adam_tx._typing import Numeric
-from adam_tx._validate import check_axes, check_positive, check_range
+from adam_tx import hyperparams
+from adam_tx._engine import fusion
+from adam_tx._engine.dtypes import compute_dtype, hyper_dtype
+from adam_tx._engine.reduce import sums_of_squares
+from adam_tx._engine.stateful import counted_transform
+from adam_tx._engine.stateless import accepting_no_state
+from adam_tx._engine.typing import Numeric
+from adam_tx._engine.validate import check_axes, check_positive, check_range
 from adam_tx.moments import abs_sq
 
 
@@ -62,7 +63,7 @@ class AdaptiveGradClipState(NamedTuple):
 
 
 def sum_of_squares(x: jax.Array) -> jax.Array:
-    """``sum(|x|^2)`` in at least float32, in one fast loop (``_reduce``)."""
+    """``sum(|x|^2)`` in at least float32, in one fast loop (``_engine.reduce``)."""
     return sums_of_squares(x)[0]
 
 
@@ -222,7 +223,7 @@ def clip_by_global_norm(
     def finish(state, ctx, fields, partials):
         return ClipByGlobalNormState(ctx.norm, ctx.factor, ctx.hp)
 
-    piece = _fusion.Piece(
+    piece = fusion.Piece(
         name="clip_by_global_norm",
         init=init,
         prepare=prepare,
@@ -232,7 +233,7 @@ def clip_by_global_norm(
         scales_by=lambda ctx: ctx.factor,
         squares_factor=lambda: jnp.ones([], hyper_dtype()),
     )
-    return accepting_no_state(_fusion.transformation(piece))
+    return accepting_no_state(fusion.transformation(piece))
 
 
 def unitwise_norm(x: jax.Array, axis: int | tuple[int, ...] | None = None) -> jax.Array:

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import optax
 from jax.experimental import checkify
 
-from adam_tx import _validate, hyperparams
+from adam_tx import hyperparams
+from adam_tx._engine import validate
 
 
 def _check_hyperparams(state: Any) -> None:
@@ -50,7 +51,7 @@ def _check_hyperparams(state: Any) -> None:
                 ok &= (v >= low) if low_inc else (v > low)
             if high is not None:
                 ok &= (v <= high) if high_inc else (v < high)
-            interval = _validate._interval(low, high, low_inc, high_inc)
+            interval = validate._interval(low, high, low_inc, high_inc)
             checkify.debug_check(
                 jnp.all(ok),
                 f"adam_tx: {name}={{value}} in {type(node).__name__} is out of "

@@ -13,7 +13,7 @@ sees a tree of the parameters' structure and paths, so masks and labels
 group's vector sits at the path of its first member (with that member's
 number of dimensions, ``(n, 1, ..., 1)``), and the other members are empty
 arrays. Which leaves form a group is decided once, when the state is built,
-from the transform's own program (:mod:`adam_tx._leafwise`): leaves are
+from the transform's own program (:mod:`adam_tx._engine.leafwise`): leaves are
 grouped only when they have the same dtype, are replicated (on an
 explicit-axis mesh; other leaves keep their own arrays and sharding) and the
 transform runs the same elementwise computation on them, mask decisions and
@@ -41,9 +41,9 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from adam_tx import _leafwise, _placement
-from adam_tx._tree import check_same_structure, path_str
-from adam_tx._wrapper_args import check_transform
+from adam_tx._engine import leafwise, placement
+from adam_tx._engine.tree import check_same_structure, path_str
+from adam_tx._engine.wrapper_args import check_transform
 from adam_tx.checkpoint import CheckpointError
 from adam_tx.sharding import params_shaped
 
@@ -210,12 +210,12 @@ def _replicated(x: jax.Array, members: list[Any]) -> jax.Array:
     """``x`` replicated where its members' mesh is known (eager arrays, a mesh
     set with ``jax.set_mesh``), so grouped state is placed alike eagerly and
     under ``jit``."""
-    mesh = _placement.params_mesh(members)
-    if mesh is not None and not _placement.is_tracer(x):
+    mesh = placement.params_mesh(members)
+    if mesh is not None and not placement.is_tracer(x):
         return jax.device_put(x, NamedSharding(mesh, PartitionSpec()))
     abstract = jax.sharding.get_abstract_mesh()
     on_auto_mesh = abstract is not None and not abstract.empty
-    if _placement.is_tracer(x) and on_auto_mesh and not _placement.explicit_sharding(x):
+    if placement.is_tracer(x) and on_auto_mesh and not placement.explicit_sharding(x):
         return jax.lax.with_sharding_constraint(x, PartitionSpec())
     return x
 
@@ -224,13 +224,13 @@ def _replicated_type(leaf: Any) -> bool:
     """Not split over devices in its type (explicit-axis meshes); the
     placement on an Auto mesh is not part of the type, so it is not read:
     eager, ``jit`` and ``eval_shape`` builds must agree on the layout."""
-    sharding = _placement.explicit_sharding(leaf)
+    sharding = placement.explicit_sharding(leaf)
     return sharding is None or all(axis is None for axis in sharding.spec)
 
 
 def _signatures(inner, treedef, shapes, dtypes, intern) -> list[Any]:
     """Per leaf, the wrapped transform's elementwise signature on leaves of
-    ``shapes`` (:func:`adam_tx._leafwise.signatures`)."""
+    ``shapes`` (:func:`adam_tx._engine.leafwise.signatures`)."""
     avals = [jax.ShapeDtypeStruct(s, d) for s, d in zip(shapes, dtypes)]
     state = jax.eval_shape(inner.init, treedef.unflatten(avals))
     flat, state_def = jax.tree_util.tree_flatten_with_path(state)
@@ -239,11 +239,11 @@ def _signatures(inner, treedef, shapes, dtypes, intern) -> list[Any]:
     for path, node in jax.tree_util.tree_flatten_with_path(state, is_leaf=match)[0]:
         key = path_str(path)
         if not match(node):
-            roles.append(_leafwise.Role(None, ("state", key)))
+            roles.append(leafwise.Role(None, ("state", key)))
             continue
         for j, entry in enumerate(treedef.flatten_up_to(node)):
             for sub, _ in jax.tree_util.tree_flatten_with_path(entry)[0]:
-                roles.append(_leafwise.Role(j, ("state", key, path_str(sub))))
+                roles.append(leafwise.Role(j, ("state", key, path_str(sub))))
     n = len(shapes)
 
     def update(g, s, p):
@@ -255,8 +255,8 @@ def _signatures(inner, treedef, shapes, dtypes, intern) -> list[Any]:
             raise ValueError("the wrapped transform changes its state's structure")
         return treedef.flatten_up_to(u) + new_flat
 
-    leaf_roles = lambda what: [_leafwise.Role(j, (what,)) for j in range(n)]
-    return _leafwise.signatures(
+    leaf_roles = lambda what: [leafwise.Role(j, (what,)) for j in range(n)]
+    return leafwise.signatures(
         update,
         (avals, [x for _, x in flat], avals),
         leaf_roles("g") + roles + leaf_roles("p"),
@@ -268,7 +268,7 @@ def _signatures(inner, treedef, shapes, dtypes, intern) -> list[Any]:
 
 def _groups(inner, treedef, shapes, dtypes, candidates) -> list[tuple[int, ...]]:
     """Groups of leaves the transform provably treats alike (module docstring)."""
-    intern = _leafwise.Interner()
+    intern = leafwise.Interner()
     signs = _signatures(inner, treedef, shapes, dtypes, intern)
     by_class: dict[Any, list[int]] = {}
     for j in candidates:
@@ -417,4 +417,4 @@ def group_small_leaves(
         out = state.layout.ungroup(treedef.flatten_up_to(new))
         return treedef.unflatten(out), GroupedState(_stored(inner_state), state.layout)
 
-    return optax.GradientTransformationExtraArgs(_placement.placed_init(init), update)
+    return optax.GradientTransformationExtraArgs(placement.placed_init(init), update)

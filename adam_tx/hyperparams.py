@@ -1,7 +1,7 @@
 """Hyperparameters held in the optimizer state.
 
 Every rate of an adam_tx transform (learning rate, b1, b2, eps, weight decay, ...)
-lives in its state as a scalar of :func:`adam_tx._dtypes.hyper_dtype` (float32,
+lives in its state as a scalar of :func:`adam_tx._engine.dtypes.hyper_dtype` (float32,
 float64 under ``jax_enable_x64``), never in the parameter dtype. A constant is
 read from the state each step, so :func:`set_hyperparams` changes it between
 steps without recompiling; a schedule is evaluated at the step count and its
@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adam_tx._dtypes import hyper_dtype
-from adam_tx._validate import check_value, is_schedule
+from adam_tx._engine.dtypes import hyper_dtype
+from adam_tx._engine.validate import check_value, is_schedule
 
 
 class Hyper(NamedTuple):

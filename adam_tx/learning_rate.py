@@ -12,11 +12,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx import _fusion, hyperparams
-from adam_tx._stateful import counted_transform
-from adam_tx._stateless import accepting_no_state
-from adam_tx._typing import ScalarOrSchedule, Schedule
-from adam_tx._validate import check_callable, check_nonnegative
+from adam_tx import hyperparams
+from adam_tx._engine import fusion
+from adam_tx._engine.stateful import counted_transform
+from adam_tx._engine.stateless import accepting_no_state
+from adam_tx._engine.typing import ScalarOrSchedule, Schedule
+from adam_tx._engine.validate import check_callable, check_nonnegative
 
 
 class ScaleByLearningRateState(NamedTuple):
@@ -55,7 +56,7 @@ def identity() -> optax.GradientTransformationExtraArgs:
     def leaf(ctx, x, entries, p, info):
         return x, (), ()
 
-    piece = _fusion.Piece(
+    piece = fusion.Piece(
         name="identity",
         init=lambda params: optax.EmptyState(),
         prepare=lambda state, params, reduced: None,
@@ -63,7 +64,7 @@ def identity() -> optax.GradientTransformationExtraArgs:
         finish=lambda state, ctx, fields, partials: optax.EmptyState(),
         scales_by=lambda ctx: jnp.ones([]),
     )
-    return _fusion.transformation(piece)
+    return fusion.transformation(piece)
 
 
 def scale_by_learning_rate(

@@ -30,10 +30,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx._counting import INT32_MAX
-from adam_tx._dtypes import compute_dtype, hyper_dtype
-from adam_tx._validate import check_positive, check_range
-from adam_tx._wrapper_args import check_int, check_transform
+from adam_tx._engine.counting import INT32_MAX
+from adam_tx._engine.dtypes import compute_dtype, hyper_dtype
+from adam_tx._engine.validate import check_positive, check_range
+from adam_tx._engine.wrapper_args import check_int, check_transform
 from adam_tx.nonfinite import (
     GUARD_STATES,
     enclosing_ok,

@@ -37,8 +37,8 @@ import jax
 import numpy as np
 import optax
 
-from adam_tx._validate import check_callable, check_range
-from adam_tx._wrapper_args import check_int, check_transform
+from adam_tx._engine.validate import check_callable, check_range
+from adam_tx._engine.wrapper_args import check_int, check_transform
 from adam_tx.hyperparams import get_hyperparams, set_hyperparams
 
 

@@ -1,7 +1,7 @@
 """The moment formulas, written once for one array and reused by every path.
 
 Each function is the textbook formula on arrays that are already in the compute
-dtype (see :mod:`adam_tx._dtypes`); the transforms in :mod:`adam_tx.adam`,
+dtype (see :mod:`adam_tx._engine.dtypes`); the transforms in :mod:`adam_tx.adam`,
 :mod:`adam_tx.amsgrad`, :mod:`adam_tx.adabelief`, :mod:`adam_tx.adamax` and
 :mod:`adam_tx.baselines` call them on each leaf.
 

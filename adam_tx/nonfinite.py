@@ -32,12 +32,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx import _fusion
-from adam_tx._counting import INT32_MAX
-from adam_tx._dtypes import compute_dtype, hyper_dtype
-from adam_tx._placement import placed_init
-from adam_tx._wrapper_args import check_int, check_transform
-from adam_tx._xla.once import finite_flag
+from adam_tx._engine import fusion
+from adam_tx._engine.counting import INT32_MAX
+from adam_tx._engine.dtypes import compute_dtype, hyper_dtype
+from adam_tx._engine.placement import placed_init
+from adam_tx._engine.wrapper_args import check_int, check_transform
+from adam_tx._engine.xla.once import finite_flag
 from adam_tx.clipping import sum_of_squares
 
 
@@ -144,7 +144,7 @@ def select(finite: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
 
 
-def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
+def guard_piece(piece: fusion.Piece, finite: Callable[[], jax.Array]):
     """``piece`` made a no-op (zero output, state unchanged) unless ``finite()``.
 
     ``finite`` is read in ``prepare`` (after the guard's head has computed it);
@@ -160,7 +160,7 @@ def guard_piece(piece: _fusion.Piece, finite: Callable[[], jax.Array]):
         ok = jnp.logical_and(ctx.ok, outer_ok)  # nested guards: all must pass
         if piece.guarded_leaf is not None:
             return piece.guarded_leaf(inner_ctx, x, entries, p, info, ok)
-        return _fusion.select_leaf(piece, inner_ctx, x, entries, p, info, ok)
+        return fusion.select_leaf(piece, inner_ctx, x, entries, p, info, ok)
 
     def leaf(ctx, x, entries, p, info):
         return guarded_leaf(ctx, x, entries, p, info, True)
@@ -201,7 +201,7 @@ def guard_head(
     advance: Callable[[Any, jax.Array, Any], Any],
     set_finite: Callable[[jax.Array], None],
     scale: jax.Array | None = None,
-) -> _fusion.Piece:
+) -> fusion.Piece:
     """The piece a guard runs before its inner pieces, for one update.
 
     Formula: ``x -> s x`` (``s = scale``, or the identity without one); the step
@@ -225,7 +225,7 @@ def guard_head(
         set_finite(finite_flag(reduced[0]))
         return reduced[0]
 
-    return _fusion.Piece(
+    return fusion.Piece(
         name=name,
         init=init,
         prepare=prepare,
@@ -245,7 +245,7 @@ def guarded_transform(
     name: str,
     inner: optax.GradientTransformation,
     init: Callable[[Any], Any],
-    head: Callable[[Any, Callable[[jax.Array], None]], _fusion.Piece],
+    head: Callable[[Any, Callable[[jax.Array], None]], fusion.Piece],
     plain: Callable[..., Any],
 ) -> optax.GradientTransformationExtraArgs:
     """A wrapper that runs ``inner`` only on steps its head finds finite.
@@ -258,7 +258,7 @@ def guarded_transform(
     the parameters' mesh.
     """
     init = placed_init(init)
-    program = _fusion.program_of(inner)
+    program = fusion.program_of(inner)
     if program is None:
         return optax.GradientTransformationExtraArgs(init, plain)
 
@@ -266,14 +266,14 @@ def guarded_transform(
         flag: list[jax.Array] = []
         return head(state, flag.append), lambda p: guard_piece(p, lambda: flag[-1])
 
-    wrapper = _fusion.Wrapper(
+    wrapper = fusion.Wrapper(
         name,
         program,
         expand,
         lambda s: s.inner_state,
         lambda s, inner_state: s._replace(inner_state=inner_state),
     )
-    return optax.GradientTransformationExtraArgs(init, _fusion.FusedUpdate(wrapper))
+    return optax.GradientTransformationExtraArgs(init, fusion.FusedUpdate(wrapper))
 
 
 def sum_of_squares_tree(tree: Any, scale: jax.Array | None = None) -> jax.Array:

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from adam_tx import _placement
+from adam_tx._engine import placement
 
 BLOCK_SIZE = 256  # 8-bit codes
 BLOCK_SIZE_4BIT = 128
@@ -397,7 +397,7 @@ def _view(x: jax.Array, block_size: int) -> _View:
     shape = tuple(x.shape)
     rows, cols = block_grid(shape, block_size)
     full = shape if len(shape) >= 2 else (1,) * (2 - len(shape)) + shape
-    sharding = _placement.explicit_sharding(x)
+    sharding = placement.explicit_sharding(x)
     mesh = None if sharding is None else sharding.mesh
     spec = None if sharding is None else sharding.spec
     dims = (None,) * len(full)
@@ -551,7 +551,7 @@ def _pack(codes: jax.Array, v: _View) -> jax.Array:
 def _unpack(pairs: jax.Array) -> jax.Array:
     both = jnp.stack([pairs & 15, pairs >> 4], axis=-1)
     shape = (*pairs.shape[:-1], 2 * pairs.shape[-1])
-    sharding = _placement.explicit_sharding(pairs)
+    sharding = placement.explicit_sharding(pairs)
     if sharding is None:
         return both.reshape(shape)
     return jax.lax.reshape(both, shape, out_sharding=sharding)

@@ -22,7 +22,7 @@ from typing import Any
 import optax
 
 from adam_tx import schedules
-from adam_tx._fusion import chain
+from adam_tx._engine.fusion import chain
 from adam_tx.alias import adamw, sgd
 from adam_tx.clipping import clip_by_global_norm
 from adam_tx.switch import switch

@@ -34,7 +34,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from adam_tx._wrapper_args import check_transform
+from adam_tx._engine.wrapper_args import check_transform
 
 # (entry shape, parameter shape, parameter spec, mesh, zero_axis) -> spec or None
 EntryRule = Callable[

@@ -29,8 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 
-from adam_tx import _placement, quantization
-from adam_tx._validate import check_choice, check_float_dtype, check_nonnegative_int
+from adam_tx import quantization
+from adam_tx._engine import placement
+from adam_tx._engine.validate import (
+    check_choice,
+    check_float_dtype,
+    check_nonnegative_int,
+)
 from adam_tx.rounding import stochastic_round_bf16
 
 STATE_FORMATS = ("nearest", "stochastic", "int8", "int4")
@@ -66,7 +71,7 @@ class Plain(NamedTuple):
 
     def init(self, param: jax.Array) -> jax.Array:
         dtype = default_dtype(param) if self.dtype is None else self.dtype
-        return _placement.zeros_like(param, dtype)
+        return placement.zeros_like(param, dtype)
 
     def load(self, entry: jax.Array, dtype) -> jax.Array:
         return cast(entry, dtype)
@@ -140,7 +145,7 @@ class Blockwise(NamedTuple):
             return Plain(self.dtype or jnp.float32).init(param)
         bits = self._bits_for(shape)
         q = quantization.quantize(
-            _placement.zeros_like(param, jnp.float32), signed=self.signed, bits=bits
+            placement.zeros_like(param, jnp.float32), signed=self.signed, bits=bits
         )
         return _placed(q, param)
 
@@ -166,7 +171,7 @@ def _placed(q: Any, param: Any) -> Any:
     parameter's sharding, scales by :func:`~adam_tx.quantization.scale_spec`
     (traced or explicit-typed, they are placed by the computation itself)."""
     sharding = getattr(param, "sharding", None)
-    if _placement.is_tracer(param) or not isinstance(sharding, NamedSharding):
+    if placement.is_tracer(param) or not isinstance(sharding, NamedSharding):
         return q
     spec = quantization.scale_spec(
         tuple(param.shape), sharding.spec, sharding.mesh, _block_size(q)

@@ -7,7 +7,7 @@ state and the parameter, recomputes the update in registers (``reduce_input``
 evaluates the chain's leaf functions) and writes nothing, so no update is
 stored and the donated parameters and moments are still updated in place. On
 other backends the sums are partials of the update pass itself, which XLA
-fuses into the update loop (``_fusion.reductions_in_pass``). BENCHMARKS.md,
+fuses into the update loop (``fusion.reductions_in_pass``). BENCHMARKS.md,
 "Cost of step statistics", has the figures.
 
 :func:`stats` gathers named float32 scalars from anywhere in an optimizer
@@ -55,11 +55,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx import _fusion
-from adam_tx._counting import safe_increment, zero_count
-from adam_tx._dtypes import hyper_dtype
-from adam_tx._reduce import plain_sums_of_squares, sums_of_squares
-from adam_tx._wrapper_args import check_int
+from adam_tx._engine import fusion
+from adam_tx._engine.counting import safe_increment, zero_count
+from adam_tx._engine.dtypes import hyper_dtype
+from adam_tx._engine.reduce import plain_sums_of_squares, sums_of_squares
+from adam_tx._engine.wrapper_args import check_int
 from adam_tx.clipping import ClipByGlobalNormState
 from adam_tx.hyperparams import get_hyperparams
 from adam_tx.loss_scale import LossScaleState
@@ -159,7 +159,7 @@ def track_stats(every: int = 1) -> optax.GradientTransformationExtraArgs:
             countdown.astype(state.countdown.dtype),
         )
 
-    piece = _fusion.Piece(
+    piece = fusion.Piece(
         name="track_stats",
         init=init,
         prepare=prepare,
@@ -171,7 +171,7 @@ def track_stats(every: int = 1) -> optax.GradientTransformationExtraArgs:
         reduce_when=None if every == 1 else due,
         reduce_in_pass=reduce_in_pass,
     )
-    return _fusion.transformation(piece)
+    return fusion.transformation(piece)
 
 
 _TYPES = (TrackStatsState, ClipByGlobalNormState, SkipNonfiniteState, LossScaleState)

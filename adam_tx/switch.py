@@ -33,11 +33,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx import _placement
-from adam_tx._dtypes import hyper_dtype
-from adam_tx._placement import placed_init
-from adam_tx._validate import check_range
-from adam_tx._wrapper_args import check_bool, check_int, check_transform
+from adam_tx._engine import placement
+from adam_tx._engine.dtypes import hyper_dtype
+from adam_tx._engine.placement import placed_init
+from adam_tx._engine.validate import check_range
+from adam_tx._engine.wrapper_args import check_bool, check_int, check_transform
 from adam_tx.baselines import TraceState
 from adam_tx.hyperparams import get_hyperparams, set_hyperparams
 
@@ -174,7 +174,7 @@ def _typed_like(out: Any, like: Any) -> Any:
     the data axis) while a stateless one's are sharded like the gradients."""
 
     def retype(x, want):
-        want_sharding = _placement.explicit_sharding(want)
+        want_sharding = placement.explicit_sharding(want)
         if want_sharding is None or jax.typeof(x).sharding == want_sharding:
             return x
         return jax.sharding.reshard(x, want_sharding)

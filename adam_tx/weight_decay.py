@@ -19,11 +19,11 @@ import numpy as np
 import optax
 
 from adam_tx import hyperparams
-from adam_tx._stateful import counted_transform
-from adam_tx._stateless import accepting_no_state
-from adam_tx._tree import check_same_structure, path_str
-from adam_tx._typing import ScalarOrSchedule
-from adam_tx._validate import check_range
+from adam_tx._engine.stateful import counted_transform
+from adam_tx._engine.stateless import accepting_no_state
+from adam_tx._engine.tree import check_same_structure, path_str
+from adam_tx._engine.typing import ScalarOrSchedule
+from adam_tx._engine.validate import check_range
 
 DEFAULT_EXCLUDE = ("bias", "scale", "norm", "embed")
 

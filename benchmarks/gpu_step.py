@@ -44,7 +44,7 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 import adam_tx  # noqa: E402
-from adam_tx import _fusion  # noqa: E402
+from adam_tx._engine import fusion  # noqa: E402
 
 try:  # run as a script (benchmarks/ on sys.path) or imported by the tests
     import shapes as model_shapes  # noqa: E402
@@ -273,7 +273,7 @@ def main(argv=None) -> list[dict]:
     case, shapes = next(iter(cases.items()))
     n = sum(int(jnp.prod(jnp.array(s))) for s in shapes)
     for name, (make, in_pass) in stats_contenders().items():
-        with _fusion.reductions_in_pass(in_pass):
+        with fusion.reductions_in_pass(in_pass):
             t = jax_step_time(make(), shapes, jnp.float32, steps)
         record(case, n, jnp.float32, name, *t)
     table = [

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import adam_tx
-from adam_tx import _fusion
+from adam_tx._engine import fusion
 
 GUARDS = {
     "skip_nonfinite": adam_tx.skip_nonfinite,
@@ -51,7 +51,7 @@ def make_step(every: int | None, in_pass: bool | None = None, guard: str | None 
         opt = GUARDS[guard](opt)
 
     def step(params, state, grads):
-        with _fusion.reductions_in_pass(in_pass):
+        with fusion.reductions_in_pass(in_pass):
             updates, state = opt.update(grads, state, params)
         params = adam_tx.apply_updates(params, updates)
         logged = adam_tx.stats(state) if every is not None else {}

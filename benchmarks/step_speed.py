@@ -19,7 +19,7 @@ leaves of shape (2r, r) per size, with the moments stored as fp32, bf16,
 bf16 + stochastic rounding, int8 and int4 codes, against optax's fp32
 ``adamw(1e-3)``; its table goes to its own section of BENCHMARKS.md.
 
-The benchmark itself is :mod:`adam_tx._bench` (also run as ``adam-tx bench``);
+The benchmark itself is :mod:`adam_tx._app.bench` (also run as ``adam-tx bench``);
 this script runs it from the source tree and writes BENCHMARKS.md when
 ``--markdown`` is given alone.
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import pathlib
 
-from adam_tx._bench import (  # noqa: F401  (this script's names, for tests)
+from adam_tx._app.bench import (  # noqa: F401  (this script's names, for tests)
     BEGIN,
     END,
     FORMAT_LEAVES,
@@ -58,13 +58,13 @@ from adam_tx._bench import (  # noqa: F401  (this script's names, for tests)
     torch_module,
     write_markdown,
 )
-from adam_tx._bench import main as _main
+from adam_tx._app.bench import main as _main
 
 BENCHMARKS_MD = pathlib.Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
 def main(argv=None) -> list[dict]:
-    """:func:`adam_tx._bench.main`, with ``--markdown`` alone meaning
+    """:func:`adam_tx._app.bench.main`, with ``--markdown`` alone meaning
     BENCHMARKS.md and the command recorded as this script's."""
     return _main(
         argv,

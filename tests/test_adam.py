@@ -8,7 +8,7 @@ import pytest
 import reference as R
 
 import adam_tx
-from adam_tx._counting import INT32_MAX
+from adam_tx._engine.counting import INT32_MAX
 
 ADAM_CASES = {
     "default": {},

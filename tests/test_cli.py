@@ -13,7 +13,10 @@ import time
 import numpy as np
 import pytest
 
-from adam_tx import _compare, _outdir, _runs, charlm, cli
+from adam_tx import charlm, cli
+from adam_tx._app import compare as _compare
+from adam_tx._app import outdir as _outdir
+from adam_tx._app import runs as _runs
 
 TINY = [
     "--steps", "4", "--d-model", "16", "--layers", "1", "--heads", "2",

@@ -202,7 +202,7 @@ def test_global_norm_overflow_float64():
 def test_clip_factor_from_rescaled_squares():
     # The piece's half of the overflow fallback: given (sum, m, s) it clips
     # by m * sqrt(s); the engine half is pending (see the xfail below).
-    piece = adam_tx._fusion.program_of(adam_tx.clip_by_global_norm(2.0))
+    piece = adam_tx._engine.fusion.program_of(adam_tx.clip_by_global_norm(2.0))
     state = piece.init(None)
     inf, m, s = jnp.float32(jnp.inf), jnp.float32(4e19), jnp.float32(1.5625)
     _, norm, factor = piece.prepare(state, None, (inf, m, s))
@@ -214,7 +214,7 @@ def test_clip_factor_from_rescaled_squares():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="pending: _fusion's reduction gives clip_by_global_norm only the sum of "
+    reason="pending: fusion's reduction gives clip_by_global_norm only the sum of "
     "squares; the rescaled (m, s) fallback needs the engine to compute "
     "clipping.rescaled_squares of the inputs under lax.cond when the sum is inf",
 )

@@ -27,7 +27,7 @@ import pytest
 from test_fast_path import N, passes_over_params
 
 import adam_tx
-from adam_tx import _fusion
+from adam_tx._engine import fusion
 
 ENTRIES = catalog.CATALOG
 IDS = [e.name for e in ENTRIES]
@@ -42,9 +42,9 @@ def _tree(seed=0, big=False):
 
 
 def _pieces(tx, state):
-    program = _fusion.program_of(tx)
+    program = fusion.program_of(tx)
     assert program is not None, "not an adam_tx transform"
-    return _fusion._flatten(program, state)
+    return fusion._flatten(program, state)
 
 
 def _contexts(tx, params, grads):
@@ -56,7 +56,7 @@ def _contexts(tx, params, grads):
     out = []
     x_leaves = list(leaves)
     for piece, sub in _pieces(tx, state):
-        split = _fusion._split_fields(piece, sub, treedef, grads)
+        split = fusion._split_fields(piece, sub, treedef, grads)
         reduced = None
         if piece.reduce_input is not None:
             for x, p in zip(x_leaves, p_leaves):
@@ -65,9 +65,9 @@ def _contexts(tx, params, grads):
                     if piece.reduce_params
                     else (piece.reduce_input(x))
                 )
-                reduced = _fusion._sum_partials(reduced, part)
+                reduced = fusion._sum_partials(reduced, part)
         ctx = piece.prepare(sub, params, reduced)
-        infos = [_fusion.LeafInfo(j, str(j)) for j in range(len(leaves))]
+        infos = [fusion.LeafInfo(j, str(j)) for j in range(len(leaves))]
         out.append((piece, ctx, split, list(x_leaves), p_leaves, infos))
         x_leaves = [
             piece.leaf(ctx, x, e, p, i)[0]

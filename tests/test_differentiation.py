@@ -2,12 +2,12 @@
 (track_stats, skip_nonfinite, loss_scaling) match finite differences.
 
 The sums of squares behind track_stats are a variadic ``lax.reduce`` on CPU,
-which has no JVP rule in JAX; ``_reduce.sums_of_squares`` carries its own.
+which has no JVP rule in JAX; ``_engine.reduce.sums_of_squares`` carries its own.
 Computed in float64 (``jax.enable_x64``), central differences with h = 1e-6
 agree to ~1e-8.
 
 With track_stats in the chain, the engine orders the update pass after the
-norms through a bitwise no-op (``_fusion._or_zero_bits``, a bitcast); its
+norms through a bitwise no-op (``_engine.fusion._or_zero_bits``, a bitcast); its
 ``custom_jvp`` gives it the identity tangent, so derivatives through the step's
 scalars (the learning rate) and through the norms' reading of the parameters
 are exact too.
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import adam_tx
-from adam_tx import _reduce
+from adam_tx._engine import reduce
 
 
 def _chain(lr=0.05, stats=True):
@@ -122,7 +122,7 @@ def test_sums_of_squares_jvp_is_twice_the_dot(shape):
     x = jnp.linspace(-2.0, 2.0, int(np.prod(shape))).reshape(shape)
     p = jnp.cos(x)
     dx, dp = jnp.sin(x), jnp.ones(shape)
-    out, tangents = jax.jvp(_reduce.sums_of_squares, (x, p), (dx, dp))
+    out, tangents = jax.jvp(reduce.sums_of_squares, (x, p), (dx, dp))
     np.testing.assert_allclose(tangents[0], 2 * jnp.sum(x * dx), rtol=1e-6)
     np.testing.assert_allclose(tangents[1], 2 * jnp.sum(p * dp), rtol=1e-6)
     # The forward program is the custom rule's primal: the same sums as before.

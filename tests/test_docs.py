@@ -195,7 +195,7 @@ def test_math_becomes_mathml():
 
 def test_roles_rewritten():
     roles = _docs_module("_roles")
-    targets = {"chain": "adam_tx._fusion.chain", "adam_tx.grouping.Layout": None}
+    targets = {"chain": "adam_tx._engine.fusion.chain", "adam_tx.grouping.Layout": None}
     text = (
         "See :func:`chain` and :class:`~adam_tx.grouping.Layout`.\n"
         "```python\n:func:`kept` in a fence\n```\n"
@@ -203,7 +203,7 @@ def test_roles_rewritten():
     out, count = roles.rewrite_roles(text, targets.get)
     assert count == 2
     assert out == (
-        'See <autoref identifier="adam_tx._fusion.chain" optional>'
+        'See <autoref identifier="adam_tx._engine.fusion.chain" optional>'
         "<code>chain</code></autoref> and `Layout`.\n"
         "```python\n:func:`kept` in a fence\n```\n"
     )
@@ -218,7 +218,7 @@ def test_roles_resolve_against_the_package():
     pkg = loader.load("adam_tx")
     collection = loader.modules_collection
     alias = pkg["alias"]
-    assert roles.resolve("chain", alias, collection) == "adam_tx._fusion.chain"
+    assert roles.resolve("chain", alias, collection) == "adam_tx._engine.fusion.chain"
     assert roles.resolve("adam_tx.adamw", pkg, collection) == "adam_tx.alias.adamw"
     assert roles.resolve("no_such_name", alias, collection) is None
     assert ext.converted > 100

@@ -155,7 +155,7 @@ def test_grouped_steps_are_the_per_leaf_steps_bit_for_bit(name):
     assert groups, "nothing was grouped"
     # No group mixes leaves the transform treats differently, and leaves of
     # one class are grouped (all of them, as they share a dtype).
-    paths = adam_tx._tree.leaf_paths(params)
+    paths = adam_tx._engine.tree.leaf_paths(params)
     of = dict(zip(paths, jax.tree.leaves(classes(params))))
     for members in groups:
         assert len({of[m] for m in members}) == 1, (name, groups)

@@ -75,4 +75,4 @@ def test_no_learning_rate_is_identity_as_in_optax():
     assert optax.scale_by_learning_rate(None).init(g) == state
     # It fuses: a chain of adam_tx pieces around it is still one program.
     chained = adam_tx.chain(adam_tx.trace(0.9), tx, adam_tx.scale_by_learning_rate(0.1))
-    assert adam_tx._fusion.program_of(chained) is not None
+    assert adam_tx._engine.fusion.program_of(chained) is not None

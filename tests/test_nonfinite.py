@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import adam_tx
-from adam_tx._counting import INT32_MAX
+from adam_tx._engine.counting import INT32_MAX
 
 
 def _problem(seed=0, n=64, d=5):

@@ -11,7 +11,12 @@ import tomllib
 
 import pytest
 
-from adam_tx import _bench, _commands, _compare, _outdir, _runs, charlm, cli, recipes
+from adam_tx import charlm, cli, recipes
+from adam_tx._app import bench as _bench
+from adam_tx._app import commands as _commands
+from adam_tx._app import compare as _compare
+from adam_tx._app import outdir as _outdir
+from adam_tx._app import runs as _runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

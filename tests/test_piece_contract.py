@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from adam_tx import _fusion
+from adam_tx._engine import fusion
 
 BASE = dict(
     name="p",
@@ -23,7 +23,7 @@ reduce = lambda x: (x.sum(),)
 
 
 def test_a_valid_piece_is_built_and_replaced():
-    piece = _fusion.Piece(**BASE, reduce_input=reduce, squares_factor=lambda: 1.0)
+    piece = fusion.Piece(**BASE, reduce_input=reduce, squares_factor=lambda: 1.0)
     other = piece.replace(name="q")
     assert other.name == "q" and other.reduce_input is reduce
     assert piece.name == "p"
@@ -31,7 +31,7 @@ def test_a_valid_piece_is_built_and_replaced():
 
 def test_positional_construction_is_refused():
     with pytest.raises(TypeError):
-        _fusion.Piece(*BASE.values())  # keyword-only: no silent field shift
+        fusion.Piece(*BASE.values())  # keyword-only: no silent field shift
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_positional_construction_is_refused():
 )
 def test_invariants_are_checked_when_built(changes, error, match):
     with pytest.raises(error, match=match):
-        _fusion.Piece(**{**BASE, **changes})
-    valid = _fusion.Piece(**BASE)
+        fusion.Piece(**{**BASE, **changes})
+    valid = fusion.Piece(**BASE)
     with pytest.raises(error, match=match):
         valid.replace(**changes)  # a replaced piece is checked again

@@ -1,4 +1,4 @@
-"""State is born with the parameters' sharding (adam_tx/_placement.py).
+"""State is born with the parameters' sharding (adam_tx/placement.py).
 
 The multi-device checks run in child processes on 8 host devices
 (tests/scripts/born_sharded.py): one per mesh, so that xdist spreads them.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import subprocesses
 
-from adam_tx import _placement
+from adam_tx._engine import placement
 
 MESHES = ["8/Auto", "8/Explicit", "4x2/Auto", "4x2/Explicit"]
 
@@ -28,7 +28,7 @@ def test_the_xla_behaviour_zeros_like_relies_on():
     """A float ``|p| * 0`` keeps the parameter's sharding through jit on an
     Auto mesh; a broadcast zero and an integer ``and(x, 0)`` do not (they are
     folded before sharding propagation). If the first line turns False after a
-    jax upgrade, ``_placement.zeros_like`` needs a new form."""
+    jax upgrade, ``placement.zeros_like`` needs a new form."""
     out = subprocesses.run("born_sharded.py", "--micro", devices=8, timeout=120)
     got = dict(line.split() for line in out.strip().splitlines()[-3:])
     assert got == {"float_mul": "True", "int_and": "False", "broadcast": "False"}
@@ -39,8 +39,8 @@ def test_the_xla_behaviour_zeros_like_relies_on():
 def test_zeros_like_is_positive_zero_for_every_input(value, dtype):
     p = jnp.full((3,), value, jnp.float32)
     for z in (
-        _placement.zeros_like(p, dtype),
-        jax.jit(_placement.zeros_like, static_argnums=1)(p, dtype),
+        placement.zeros_like(p, dtype),
+        jax.jit(placement.zeros_like, static_argnums=1)(p, dtype),
     ):
         assert z.dtype == dtype and z.shape == (3,)
         bits = np.asarray(z.astype(jnp.float32)).view(np.uint32)
@@ -48,10 +48,10 @@ def test_zeros_like_is_positive_zero_for_every_input(value, dtype):
 
 
 def test_zeros_like_of_non_arrays():
-    assert _placement.zeros_like(np.ones((2, 3)), jnp.float32).shape == (2, 3)
-    assert _placement.zeros_like(1.0).dtype == jnp.float32
+    assert placement.zeros_like(np.ones((2, 3)), jnp.float32).shape == (2, 3)
+    assert placement.zeros_like(1.0).dtype == jnp.float32
 
 
 def test_scalars_stay_put_without_a_mesh():
     state = {"count": jnp.zeros([], jnp.int32)}
-    assert _placement.replicate_scalars(state, {"w": jnp.ones(2)}) is state
+    assert placement.replicate_scalars(state, {"w": jnp.ones(2)}) is state

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adam_tx import _reduce
+from adam_tx._engine import reduce
 
 
 @pytest.mark.parametrize(
@@ -20,9 +20,9 @@ def test_sums_are_accurate(shape, form):
     u = rng.standard_normal(shape).astype(np.float32)
     p = (rng.standard_normal(shape) + 1).astype(np.float32)
     fn = {
-        "platform": _reduce.sums_of_squares,
-        "cpu": _reduce._cpu_sums,
-        "plain": _reduce.plain_sums_of_squares,
+        "platform": reduce.sums_of_squares,
+        "cpu": reduce._cpu_sums,
+        "plain": reduce.plain_sums_of_squares,
     }[form]
     got = jax.jit(fn)(jnp.asarray(u), jnp.asarray(p))
     assert len(got) == 2 and all(g.dtype == jnp.float32 for g in got)
@@ -38,7 +38,7 @@ def test_long_odd_vector_keeps_its_digits():
     """A float32 running total over 2M terms is off by ~1e-3; TwoSum is not."""
     rng = np.random.default_rng(1)
     x, y = (rng.standard_normal(2_000_001).astype(np.float32) for _ in range(2))
-    got = jax.jit(_reduce._cpu_sums)(jnp.asarray(x), jnp.asarray(y))
+    got = jax.jit(reduce._cpu_sums)(jnp.asarray(x), jnp.asarray(y))
     for g, a in zip(got, (x, y)):
         want = np.sum(np.square(a.astype(np.float64)))
         np.testing.assert_allclose(float(g), want, rtol=3e-7)
@@ -46,14 +46,14 @@ def test_long_odd_vector_keeps_its_digits():
 
 def test_low_precision_leaves_sum_in_float32():
     x = jnp.full((64,), 300.0, jnp.float16)  # 300^2 overflows float16
-    (got,) = _reduce.sums_of_squares(x)
+    (got,) = reduce.sums_of_squares(x)
     assert got.dtype == jnp.float32 and float(got) == 64 * 300.0**2
 
 
 def test_each_backend_gets_its_formulation():
     x = jnp.ones((64, 24))  # rows of 8: 64 x 3 x 8
-    traced = jax.jit(lambda x: _reduce.sums_of_squares(x, 2 * x)).trace(x)
+    traced = jax.jit(lambda x: reduce.sums_of_squares(x, 2 * x)).trace(x)
     text = {p: traced.lower(lowering_platforms=(p,)).as_text() for p in ("cpu", "cuda")}
     assert "64x3x8xf32" in text["cpu"] and "64x3x8xf32" not in text["cuda"]
-    compiled = jax.jit(lambda x: _reduce.sums_of_squares(x, 2 * x)).lower(x).compile()
+    compiled = jax.jit(lambda x: reduce.sums_of_squares(x, 2 * x)).lower(x).compile()
     assert " conditional(" not in compiled.as_text()  # the choice is made, not run

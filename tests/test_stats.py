@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import adam_tx
-from adam_tx import _fusion
+from adam_tx._engine import fusion
 
 
 def _params():
@@ -264,7 +264,7 @@ def _norm_run(every, steps=7, in_pass=None, guard=False, jit=True):
         opt = adam_tx.skip_nonfinite(opt)
 
     def step(params, state, grads):
-        with _fusion.reductions_in_pass(in_pass):
+        with fusion.reductions_in_pass(in_pass):
             u, state = opt.update(grads, state, params)
         return optax.apply_updates(params, u), state
 
@@ -324,7 +324,7 @@ def test_in_pass_sums_match_the_pre_pass(every, guard):
 
 def test_in_pass_on_an_empty_tree():
     opt = adam_tx.chain(adam_tx.sgd(0.1), adam_tx.track_stats())
-    with _fusion.reductions_in_pass(True):
+    with fusion.reductions_in_pass(True):
         _, state = opt.update({}, opt.init({}), {})
     got = adam_tx.stats(state)
     assert float(got["update_norm"]) == 0.0 and float(got["norms_step"]) == 1.0
@@ -346,7 +346,7 @@ def test_backends_get_their_layout():
     }
     assert "64x3x8xf32" in text["cpu"]
     assert "64x3x8xf32" not in text["cuda"] and "64x3x8xf32" not in text["tpu"]
-    with _fusion.reductions_in_pass(True):  # what the tests above force on CPU
+    with fusion.reductions_in_pass(True):  # what the tests above force on CPU
         # A new function: jit reuses the trace of one it has seen.
         forced_step = lambda p, s, g: step(p, s, g)
         forced = jax.jit(forced_step).trace(p, opt.init(p), p).lower().as_text()
@@ -388,7 +388,7 @@ def test_accelerator_layout_lowers_with_guards(platform):
 def test_every_keeps_measuring_after_the_step_count_saturates():
     """track_stats(every=3) counts its own countdown: once its step count is
     stuck at the int32 maximum it still measures on every third step."""
-    from adam_tx._counting import INT32_MAX
+    from adam_tx._engine.counting import INT32_MAX
 
     opt = adam_tx.chain(adam_tx.sgd(0.1), adam_tx.track_stats(every=3))
     p = jnp.ones(4)

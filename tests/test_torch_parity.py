@@ -40,7 +40,7 @@ import numpy as np
 import pytest
 
 import adam_tx
-from adam_tx._dtypes import hyper_dtype
+from adam_tx._engine.dtypes import hyper_dtype
 
 GOLDEN = pathlib.Path(__file__).resolve().parent / "golden"
 _npz = np.load(GOLDEN / "optimizers.npz")

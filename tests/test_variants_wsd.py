@@ -12,7 +12,7 @@ import reference_variants as RV
 
 import adam_tx
 from adam_tx import variants as V
-from adam_tx._validate import probe_steps
+from adam_tx._engine.validate import probe_steps
 
 # ------------------------------------------------------------------------ WSD
 

@@ -1,6 +1,6 @@
 """Micro-HLO tests of the XLA behaviours adam_tx's fast path relies on.
 
-One test per module of ``adam_tx._xla`` (and ``adam_tx._reduce``). Each
+One test per module of ``adam_tx._engine.xla`` (and ``adam_tx._engine.reduce``). Each
 compiles a few-line program with and without the trick and checks what XLA
 made of it. They fail when a jax upgrade changes the behaviour: then the
 trick is no longer needed or no longer works, and its module says what it
@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adam_tx._reduce import sums_of_squares
-from adam_tx._xla.once import finite_flag, root
-from adam_tx._xla.ordering import after, entry_after, ordered_after
+from adam_tx._engine.reduce import sums_of_squares
+from adam_tx._engine.xla.once import finite_flag, root
+from adam_tx._engine.xla.ordering import after, entry_after, ordered_after
 
 N = 4096
 COPY = rf"f32\[{N}\]\S* copy\("
@@ -114,7 +114,7 @@ def test_a_square_root_is_computed_once_a_sum_over_leaves_is_not():
 
 
 def test_lone_sums_go_to_the_library_kernel_variadic_sums_stay_loops():
-    """:mod:`adam_tx._reduce`: on XLA:CPU a lone ``jnp.sum`` becomes a library
+    """:mod:`adam_tx._engine.reduce`: on XLA:CPU a lone ``jnp.sum`` becomes a library
     (YNNPACK) fusion; two sums over one expression are a variadic reduce over
     rows of 8 that XLA keeps as its own loop, with only the row sums (an
     eighth of the leaf each) as temporaries."""

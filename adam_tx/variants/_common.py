@@ -11,8 +11,8 @@ from typing import Any
 import jax
 import optax
 
-from adam_tx._reduce import sums_of_squares
-from adam_tx._validate import check_nonnegative, is_schedule
+from adam_tx._engine.reduce import sums_of_squares
+from adam_tx._engine.validate import check_nonnegative, is_schedule
 from adam_tx.hyperparams import is_external
 from adam_tx.state_format import moment_format
 from adam_tx.weight_decay import add_decayed_weights
@@ -82,7 +82,7 @@ def in_loop_sum_of_squares(x: jax.Array, companion: jax.Array) -> jax.Array:
     On XLA:CPU a lone ``jnp.sum`` goes to a library kernel that needs its
     input in memory, so a per-leaf reduction of an expression stores the
     expression in a leaf-sized temporary; two or more sums are one variadic
-    reduce that keeps it in the loop (:mod:`adam_tx._reduce`). ``companion``,
+    reduce that keeps it in the loop (:mod:`adam_tx._engine.reduce`). ``companion``,
     an array of ``x``'s shape that the loop reads anyway (the gradient), is
     the second sum, and is dropped. Measured with jax 0.10.2: StableAdamW's
     step then keeps no temporary (``tests/test_variants_engine.py::

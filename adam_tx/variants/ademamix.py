@@ -23,12 +23,12 @@ import jax.numpy as jnp
 import optax
 
 from adam_tx import hyperparams
-from adam_tx._dtypes import hyper_dtype
-from adam_tx._fusion import chain
-from adam_tx._stateful import SplitMath, counted_transform
-from adam_tx._storage import stores_moments
-from adam_tx._typing import DType, Numeric, ScalarOrSchedule
-from adam_tx._validate import (
+from adam_tx._engine.dtypes import hyper_dtype
+from adam_tx._engine.fusion import chain
+from adam_tx._engine.stateful import SplitMath, counted_transform
+from adam_tx._engine.storage import stores_moments
+from adam_tx._engine.typing import DType, Numeric, ScalarOrSchedule
+from adam_tx._engine.validate import (
     check_decay,
     check_nonnegative,
     check_positive_int,

@@ -20,18 +20,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx import _fusion, hyperparams
-from adam_tx._fusion import chain
-from adam_tx._stateful import SplitMath, counted_transform
-from adam_tx._storage import stores_moments
-from adam_tx._typing import DType, Numeric, ScalarOrSchedule
-from adam_tx._validate import (
+from adam_tx import hyperparams
+from adam_tx._engine import fusion
+from adam_tx._engine.fusion import chain
+from adam_tx._engine.stateful import SplitMath, counted_transform
+from adam_tx._engine.storage import stores_moments
+from adam_tx._engine.typing import DType, Numeric, ScalarOrSchedule
+from adam_tx._engine.validate import (
     check_callable,
     check_decay,
     check_nonnegative,
     check_positive,
 )
-from adam_tx._xla.ordering import entry_after
+from adam_tx._engine.xla.ordering import entry_after
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import ema, ema_sq
 from adam_tx.variants._common import (
@@ -94,7 +95,7 @@ def scale_by_adopt(
 
     Nesterov's update reads the old momentum besides the new one, so under a
     guard (:func:`adam_tx.skip_nonfinite`) it takes the selecting path (see
-    :class:`adam_tx._stateful.SplitMath`); the plain form does not.
+    :class:`adam_tx._engine.stateful.SplitMath`); the plain form does not.
 
     >>> import adam_tx, jax.numpy as jnp
     >>> tx = adam_tx.variants.scale_by_adopt()
@@ -179,9 +180,9 @@ def _v_after_m(tx):
     The new momentum reads the old second moment, which the second moment's
     own loop overwrites in place: unordered, XLA copies the donated ``v``.
     Ordered on what is stored (so also on the moments a guard keeps), the
-    ``v`` loop runs second and nothing is copied (:mod:`adam_tx._xla.ordering`).
+    ``v`` loop runs second and nothing is copied (:mod:`adam_tx._engine.xla.ordering`).
     """
-    piece = _fusion.program_of(tx)
+    piece = fusion.program_of(tx)
 
     def ordered(leaf_fn):
         def leaf(ctx, x, entries, p, info, *ok):
@@ -190,7 +191,7 @@ def _v_after_m(tx):
 
         return leaf
 
-    return _fusion.transformation(
+    return fusion.transformation(
         piece.replace(
             leaf=ordered(piece.leaf),
             guarded_leaf=piece.guarded_leaf and ordered(piece.guarded_leaf),

@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import optax
 
 from adam_tx import hyperparams
-from adam_tx._fusion import chain
-from adam_tx._stateful import SplitMath, counted_transform
-from adam_tx._storage import stores_moments
-from adam_tx._typing import DType, Numeric, ScalarOrSchedule
-from adam_tx._validate import check_decay, check_positive
+from adam_tx._engine.fusion import chain
+from adam_tx._engine.stateful import SplitMath, counted_transform
+from adam_tx._engine.storage import stores_moments
+from adam_tx._engine.typing import DType, Numeric, ScalarOrSchedule
+from adam_tx._engine.validate import check_decay, check_positive
 from adam_tx.adam import adam_corrections, first_moment_direction
 from adam_tx.bias_correction import debias
 from adam_tx.learning_rate import scale_by_learning_rate

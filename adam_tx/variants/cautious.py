@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx import _fusion
-from adam_tx._fusion import chain
-from adam_tx._storage import stores_moments
-from adam_tx._typing import Numeric, ScalarOrSchedule
-from adam_tx._wrapper_args import check_transform
+from adam_tx._engine import fusion
+from adam_tx._engine.fusion import chain
+from adam_tx._engine.storage import stores_moments
+from adam_tx._engine.typing import Numeric, ScalarOrSchedule
+from adam_tx._engine.wrapper_args import check_transform
 from adam_tx.adam import scale_by_adam
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.variants._common import (
@@ -99,15 +99,15 @@ def cautious(direction: optax.GradientTransformation) -> Any:
       Line of Code", arXiv:2411.16085, 2024.
     """
     direction = check_transform("direction", direction)
-    piece = _fusion.program_of(direction)
-    if isinstance(piece, _fusion.Piece):
+    piece = fusion.program_of(direction)
+    if isinstance(piece, fusion.Piece):
         masked = piece.replace(
             name=f"cautious({piece.name})",
             leaf=_masked(piece.leaf),
             guarded_leaf=piece.guarded_leaf and _masked(piece.guarded_leaf),
             scales_by=None,  # no longer its input times a scalar
         )
-        return _fusion.transformation(masked)
+        return fusion.transformation(masked)
     inner = optax.with_extra_args_support(direction)
 
     def update(updates, state, params=None, **extra_args):

@@ -23,12 +23,12 @@ import jax.numpy as jnp
 import optax
 
 from adam_tx import hyperparams
-from adam_tx._fusion import chain
-from adam_tx._reduce import sums_of_squares
-from adam_tx._stateful import counted_transform
-from adam_tx._storage import stores_moments
-from adam_tx._typing import Numeric, ScalarOrSchedule
-from adam_tx._validate import check_nonnegative, check_positive
+from adam_tx._engine.fusion import chain
+from adam_tx._engine.reduce import sums_of_squares
+from adam_tx._engine.stateful import counted_transform
+from adam_tx._engine.storage import stores_moments
+from adam_tx._engine.typing import Numeric, ScalarOrSchedule
+from adam_tx._engine.validate import check_nonnegative, check_positive
 from adam_tx.adam import scale_by_adam
 from adam_tx.learning_rate import scale_by_learning_rate
 from adam_tx.moments import abs_sq

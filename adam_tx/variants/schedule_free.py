@@ -24,13 +24,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx import _fusion, hyperparams
-from adam_tx._counting import safe_increment
-from adam_tx._dtypes import hyper_dtype
-from adam_tx._fusion import chain
-from adam_tx._stateful import SplitMath, counted_transform
-from adam_tx._typing import DType, Numeric, ScalarOrSchedule
-from adam_tx._validate import (
+from adam_tx import hyperparams
+from adam_tx._engine import fusion
+from adam_tx._engine.counting import safe_increment
+from adam_tx._engine.dtypes import hyper_dtype
+from adam_tx._engine.fusion import chain
+from adam_tx._engine.stateful import SplitMath, counted_transform
+from adam_tx._engine.typing import DType, Numeric, ScalarOrSchedule
+from adam_tx._engine.validate import (
     check_decay,
     check_float_dtype,
     check_nonnegative,
@@ -218,7 +219,7 @@ def scale_by_schedule_free(
 def _with_averaging_weights(tx, power: float):
     """``tx`` whose state also carries ``max_lr`` and ``weight_sum``, and whose
     per-step scalars hold this step's averaging coefficient ``ck``."""
-    piece = _fusion.program_of(tx)
+    piece = fusion.program_of(tx)
 
     def init(params):
         state = piece.init(params)
@@ -240,7 +241,7 @@ def _with_averaging_weights(tx, power: float):
         s = ctx.scalars
         return new._replace(max_lr=s["max_lr"], weight_sum=s["weight_sum"])
 
-    return _fusion.transformation(
+    return fusion.transformation(
         piece.replace(init=init, prepare=prepare, finish=finish)
     )
 

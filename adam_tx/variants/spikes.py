@@ -25,12 +25,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx import _fusion
-from adam_tx._counting import INT32_MAX
-from adam_tx._dtypes import hyper_dtype
-from adam_tx._placement import placed_init
-from adam_tx._validate import check_value
-from adam_tx._wrapper_args import check_int, check_transform
+from adam_tx._engine import fusion
+from adam_tx._engine.counting import INT32_MAX
+from adam_tx._engine.dtypes import hyper_dtype
+from adam_tx._engine.placement import placed_init
+from adam_tx._engine.validate import check_value
+from adam_tx._engine.wrapper_args import check_int, check_transform
 from adam_tx.clipping import sum_of_squares
 from adam_tx.nonfinite import (
     GUARD_STATES,
@@ -200,13 +200,13 @@ def skip_spikes(
         )
 
     init = placed_init(init)
-    program = _fusion.program_of(inner)
+    program = fusion.program_of(inner)
 
     def head(state, loss, set_ok):
         def prepare(state, params, reduced):
             norm = jnp.sqrt(reduced[0])
             # ok reads the sum over leaves through sqrt, so XLA computes it once
-            # rather than in every leaf's loop (adam_tx._xla.once).
+            # rather than in every leaf's loop (adam_tx._engine.xla.once).
             ok = accept(state, loss, norm, rule)
             set_ok(ok)
             return loss, norm, ok
@@ -215,7 +215,7 @@ def skip_spikes(
             loss_, norm, ok = ctx
             return advance(state, loss_, norm, ok, outer_ok, rule)
 
-        return _fusion.Piece(
+        return fusion.Piece(
             name="skip_spikes",
             init=init,
             prepare=prepare,
@@ -233,14 +233,14 @@ def skip_spikes(
                 p, lambda: flag[-1]
             )
 
-        wrapper = _fusion.Wrapper(
+        wrapper = fusion.Wrapper(
             "skip_spikes",
             program,
             expand,
             lambda s: s.inner_state,
             lambda s, inner_state: s._replace(inner_state=inner_state),
         )
-        return _fusion.run_program(wrapper, state, updates, params)
+        return fusion.run_program(wrapper, state, updates, params)
 
     def plain(updates, state, params, loss, extra_args):
         norm = jnp.sqrt(sum_of_squares_tree(updates))

@@ -20,9 +20,9 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from adam_tx._dtypes import hyper_dtype
-from adam_tx._typing import Schedule
-from adam_tx._validate import (
+from adam_tx._engine.dtypes import hyper_dtype
+from adam_tx._engine.typing import Schedule
+from adam_tx._engine.validate import (
     check_choice,
     check_nonnegative_int,
     check_positive_int,

@@ -130,11 +130,11 @@ class Substitution:
     def _instrument_adam_tx(self) -> None:
         """Record a case as reaching adam_tx also when it only runs the
         ``init`` or ``update`` of a transform built earlier (at import)."""
-        from adam_tx import _fusion
+        from adam_tx._engine import fusion
 
         record = self.record
-        placed_init = _fusion.placed_init
-        run_program = _fusion.run_program
+        placed_init = fusion.placed_init
+        run_program = fusion.run_program
 
         def recording_placed_init(init):
             placed = placed_init(init)
@@ -153,8 +153,8 @@ class Substitution:
             ("placed_init", recording_placed_init, placed_init),
             ("run_program", recording_run_program, run_program),
         ):
-            self.undo.append((_fusion, attr, old))
-            setattr(_fusion, attr, new)
+            self.undo.append((fusion, attr, old))
+            setattr(fusion, attr, new)
 
     def apply(self) -> None:
         # Load every optax module the selected tests import, so that each one

@@ -12,7 +12,7 @@ Explicit axes, every case below initialises its state eagerly and under
   5-step ``lax.scan`` (whose carry must keep its type on Explicit meshes).
 
 With ``--micro`` it instead lowers the three forms of a zero computed from a
-parameter (see ``adam_tx/_placement.py``) and prints which keep the sharding.
+parameter (see ``adam_tx/placement.py``) and prints which keep the sharding.
 
 Prints one line per failing case and a summary; exits 1 if any case failed.
 """
@@ -28,7 +28,7 @@ def micro() -> None:
     from jax.sharding import AxisType, NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from adam_tx import _placement
+    from adam_tx._engine import placement
 
     mesh = jax.make_mesh((4, 2), ("a", "b"), axis_types=(AxisType.Auto,) * 2)
     p = jax.device_put(jnp.ones((8, 4)), NamedSharding(mesh, P("a", "b")))
@@ -38,7 +38,7 @@ def micro() -> None:
         return jax.lax.bitcast_convert_type(bits, jnp.float32)
 
     forms = {
-        "float_mul": lambda p: _placement.zeros_like(p, jnp.float32),
+        "float_mul": lambda p: placement.zeros_like(p, jnp.float32),
         "int_and": bits_and,
         "broadcast": lambda p: jnp.zeros(p.shape, p.dtype),
     }

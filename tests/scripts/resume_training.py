@@ -19,7 +19,7 @@ def main(mode: str, out: pathlib.Path) -> None:
 
     import adam_tx
     from adam_tx import checkpoint
-    from adam_tx._tree import path_str
+    from adam_tx._engine.tree import path_str
 
     tx = adam_tx.chain(
         adam_tx.clip_by_global_norm(1.0),

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
-from adam_tx._typing import DType
+from adam_tx._engine.typing import DType
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -35,7 +35,7 @@ Figures: BENCHMARKS.md, "Cost of step statistics". The XLA:CPU behaviour
 (a lone sum becomes a library fusion, a variadic reduce stays a loop over rows
 of 8 with only the row sums stored) was measured with jax 0.10.2 and is pinned
 by ``tests/test_xla_rules.py``; the other XLA behaviours the engine relies on
-are in :mod:`adam_tx._xla`.
+are in :mod:`adam_tx._engine.xla`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from adam_tx._dtypes import compute_dtype
+from adam_tx._engine.dtypes import compute_dtype
 
 ROW_WIDTHS = (8, 4)
 

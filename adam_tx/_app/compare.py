@@ -19,8 +19,9 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from adam_tx import _outdir, _runs
-from adam_tx._commands import Args, OpenOut, Parser, _json, _setup
+from adam_tx._app import outdir as _outdir
+from adam_tx._app import runs as _runs
+from adam_tx._app.commands import Args, OpenOut, Parser, _json, _setup
 
 Curve = list[list[float]]  # [step, held-out loss] pairs
 

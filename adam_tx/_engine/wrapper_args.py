@@ -2,7 +2,7 @@
 grouping, statistics, the range test): the wrapped transform and bounded
 integers, each refused at build time with the argument's name.
 
-Kept apart from :mod:`adam_tx._validate` (hyperparameter ranges) only because
+Kept apart from :mod:`adam_tx._engine.validate` (hyperparameter ranges) only because
 that module has another owner; the two belong together.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import optax
 
-from adam_tx._counting import INT32_MAX
+from adam_tx._engine.counting import INT32_MAX
 
 
 def check_transform(name: str, value: Any) -> optax.GradientTransformation:

@@ -1,7 +1,7 @@
 """The ``adam-tx`` commands that train: demo, lr-find and compare.
 
 Each takes its parser (for argument errors), the parsed arguments and a
-function opening the locked output folder (:class:`adam_tx._outdir.RunDir`).
+function opening the locked output folder (:class:`adam_tx._app.outdir.RunDir`).
 A run's body is the ``try`` block; Ctrl-C anywhere in it ends the body, and
 the summary (marked interrupted) and the metrics so far are written with
 Ctrl-C ignored, so the folder is never left half-written. Exit code 130 then.
@@ -19,7 +19,9 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from adam_tx import _outdir, _runs, charlm
+from adam_tx import charlm
+from adam_tx._app import outdir as _outdir
+from adam_tx._app import runs as _runs
 from adam_tx.lr_finder import RangeTestResult, exponential_lrs, lr_range_test
 
 Parser = argparse.ArgumentParser

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import optax
 
-from adam_tx import _fusion
+from adam_tx._engine import fusion
 
 
 def accepting_no_state(
     tx: optax.GradientTransformationExtraArgs,
 ) -> optax.GradientTransformationExtraArgs:
     """``tx`` (one adam_tx piece) whose ``update`` also takes ``state=None``."""
-    piece = _fusion.program_of(tx)
+    piece = fusion.program_of(tx)
     fresh = lambda state: piece.init(None) if state is None else state
-    return _fusion.transformation(
+    return fusion.transformation(
         piece.replace(
             prepare=lambda state, *args: piece.prepare(fresh(state), *args),
             finish=lambda state, *args: piece.finish(fresh(state), *args),

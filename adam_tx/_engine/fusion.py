@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adam_tx._dtypes import hyper_dtype
-from adam_tx._placement import placed_init
-from adam_tx._reduce import sums_of_squares
-from adam_tx._tree import check_float_leaves, check_same_structure, path_str
-from adam_tx._xla.ordering import after
+from adam_tx._engine.dtypes import hyper_dtype
+from adam_tx._engine.placement import placed_init
+from adam_tx._engine.reduce import sums_of_squares
+from adam_tx._engine.tree import check_float_leaves, check_same_structure, path_str
+from adam_tx._engine.xla.ordering import after
 
 Partials = tuple[jax.Array, ...]
 

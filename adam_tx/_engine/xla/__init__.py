@@ -9,13 +9,13 @@ changes it (then the trick is either no longer needed or no longer works, and
 the pass-count tests in ``tests/test_fast_path.py`` and
 ``tests/test_conformance.py`` will say which).
 
-* :mod:`adam_tx._xla.ordering`: a bitwise no-op dependency orders one loop
+* :mod:`adam_tx._engine.xla.ordering`: a bitwise no-op dependency orders one loop
   after another, so a loop overwriting a donated buffer in place runs after
   every loop that still reads it (no copy).
-* :mod:`adam_tx._xla.once`: a square root is computed once, where a chain of
+* :mod:`adam_tx._engine.xla.once`: a square root is computed once, where a chain of
   cheap scalar operations (a sum over leaves) is copied into every loop that
   reads it.
-* :mod:`adam_tx._reduce` (kept with the sums it shapes): on XLA:CPU a lone
+* :mod:`adam_tx._engine.reduce` (kept with the sums it shapes): on XLA:CPU a lone
   ``jnp.sum`` of an expression stores the expression first, while a variadic
   ``lax.reduce`` over rows of 8 keeps it in the loop and vectorizes.
 

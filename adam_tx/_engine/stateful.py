@@ -13,10 +13,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adam_tx import _fusion, hyperparams
-from adam_tx._counting import safe_increment, zero_count
-from adam_tx._dtypes import compute_dtype
-from adam_tx._tree import check_float_leaves
+from adam_tx import hyperparams
+from adam_tx._engine import fusion
+from adam_tx._engine.counting import safe_increment, zero_count
+from adam_tx._engine.dtypes import compute_dtype
+from adam_tx._engine.tree import check_float_leaves
 from adam_tx.state_format import needs_key, reads_stored
 
 
@@ -36,7 +37,7 @@ class LeafScalars(NamedTuple):
     hp: dict[str, jax.Array]
     scalars: dict[str, jax.Array]
     param: jax.Array | None
-    info: _fusion.LeafInfo
+    info: fusion.LeafInfo
     static: Any = None
 
 
@@ -194,7 +195,7 @@ def counted_transform(
             count=ctx.count, hyperparams=held, **dict(zip(fields, new_fields))
         )
 
-    piece = _fusion.Piece(
+    piece = fusion.Piece(
         name=name,
         init=init,
         prepare=prepare,
@@ -204,4 +205,4 @@ def counted_transform(
         needs_params=needs_params,
         guarded_leaf=guarded_leaf if isinstance(math, SplitMath) else None,
     )
-    return _fusion.transformation(piece)
+    return fusion.transformation(piece)

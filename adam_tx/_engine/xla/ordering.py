@@ -7,7 +7,7 @@ step, so that either order is correct. A data dependency of the writing loop
 on the reading loop's result removes the copy: the reader runs first. The
 dependency is made bitwise: ``x | ((bits(y) >> h) >> h)`` with ``h`` half the
 bit width is ``x`` for every ``y``, and XLA does not fold the two shifts to
-zero. Taking ``y`` through a square root (:func:`adam_tx._xla.once.root`)
+zero. Taking ``y`` through a square root (:func:`adam_tx._engine.xla.once.root`)
 keeps XLA from copying the scalar work behind it into every loop.
 
 Pinned by ``tests/test_xla_rules.py``: if the copy no longer appears without
@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adam_tx._xla.once import root
+from adam_tx._engine.xla.once import root
 
 
 def _zero_bits(y: jax.Array) -> jax.Array:
@@ -37,7 +37,7 @@ def _zero_bits(y: jax.Array) -> jax.Array:
 
 def zero_from(scalars: Iterable[jax.Array]) -> jax.Array:
     """A ``uint32`` 0 that XLA sees as computed from every one of ``scalars``,
-    each taken through :func:`~adam_tx._xla.once.root` (sums over leaves)."""
+    each taken through :func:`~adam_tx._engine.xla.once.root` (sums over leaves)."""
     zero = jnp.uint32(0)
     for s in scalars:
         zero = zero | _zero_bits(root(s).astype(jnp.float32))
