@@ -222,6 +222,45 @@ def test_int8_blocks_are_not_formed_across_leaves():
     assert adam_tx.group_small_leaves(tx).init(few).layout.groups == ((0, 1),)
 
 
+FORMATS = {
+    "bf16 nearest": dict(mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
+    "bf16 stochastic": dict(state_format="stochastic", seed=3),
+    "int8": dict(state_format="int8"),
+    "int4": dict(state_format="int4"),
+}
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_every_state_format_gives_the_per_leaf_numbers(name):
+    """Grouped or not, each state format's steps are the per-leaf steps, bit
+    for bit, masked decay included; leaves a format keys by themselves
+    (stochastic rounding draws per leaf) are left alone, and a format that
+    is elementwise on small leaves is grouped."""
+    make = lambda: adam_tx.adamw(
+        0.05, weight_decay=0.5, mask=adam_tx.decay_mask, **FORMATS[name]
+    )
+    params = _params()
+    p_ref, s_ref, u_ref = _run(make(), params, poison_at={2})
+    p_got, s_got, u_got = _run(
+        adam_tx.group_small_leaves(make()), params, poison_at={2}
+    )
+    for a, b in zip(jax.tree.leaves((u_got, p_got)), jax.tree.leaves((u_ref, p_ref))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    groups = _groups(s_got)
+    if name == "bf16 stochastic":
+        assert groups == [], groups
+    else:
+        assert groups, "nothing was grouped"
+        mask = dict(
+            zip(
+                adam_tx._engine.tree.leaf_paths(params),
+                jax.tree.leaves(adam_tx.decay_mask(params)),
+            )
+        )
+        for members in groups:
+            assert len({mask[m] for m in members}) == 1, groups
+
+
 def test_dtypes_and_sizes_keep_apart():
     params = {
         "a": jnp.ones(3),
