@@ -37,9 +37,7 @@ def contenders():
         "stats": lambda: base(adam_tx.track_stats()),
         "guards": lambda: adam_tx.loss_scaling(adam_tx.skip_nonfinite(base())),
         "grouped": lambda: adam_tx.group_small_leaves(base()),
-        "optax": lambda: optax.chain(
-            optax.clip_by_global_norm(1.0), optax.adamw(1e-3)
-        ),
+        "optax": lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3)),
     }
 
 
