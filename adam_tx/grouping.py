@@ -23,6 +23,13 @@ blocks, per-leaf norms, stochastic rounding keyed by the leaf) leaves that
 leaf alone. The per-leaf results are therefore exact, bit for bit, except for
 global reductions (a clipping norm) whose summation order changes.
 
+It is opt-in, not what ``adam_tx.chain`` and the aliases do: a grouped
+state is not shaped like the parameters (``optax.tree_utils.tree_get(state,
+"mu")`` returns the grouped moments), it compiles 2-4x slower than the
+per-leaf step up to 1000 leaves, and it only pays for trees of thousands of
+leaves of a few thousand elements (measured on XLA:CPU, jax 0.10.2:
+BENCHMARKS.md, "Compile time against the leaf count").
+
 The layout is part of the state (:class:`Layout`, static, in the pytree
 structure): an update or a checkpoint restore with parameters of another
 layout raises :class:`adam_tx.checkpoint.CheckpointError` naming the first
