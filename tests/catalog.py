@@ -171,6 +171,7 @@ FORMATS: dict[str, dict[str, Any]] = {
         state_format="stochastic", mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16
     ),
     "int8": dict(state_format="int8"),
+    "int4": dict(state_format="int4"),
 }
 
 

@@ -149,7 +149,7 @@ def test_every_state_format_trains(entry, fmt):
     params = _tree(0, big=True)
     ref, tx = catalog.build(entry), catalog.build(entry, fmt)
     s_ref, s = ref.init(params), tx.init(params)
-    tol = {"bf16": 0.05, "stochastic": 0.05, "int8": 0.1}[fmt]
+    tol = {"bf16": 0.05, "stochastic": 0.05, "int8": 0.1, "int4": 0.3}[fmt]
     for seed in (1, 2, 3):
         g = _tree(seed, big=True)
         u_ref, s_ref = ref.update(g, s_ref, params)
@@ -157,7 +157,14 @@ def test_every_state_format_trains(entry, fmt):
         for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(u_ref)):
             assert np.isfinite(a).all()
             scale = float(jnp.abs(b).max()) or 1.0
-            assert float(jnp.abs(a - b).max()) <= tol * scale, (fmt, entry.name)
+            if fmt == "int4":
+                # 16 levels per block: single entries may move by most of the
+                # largest update (measured up to 0.85 of it, AdaBelief), the
+                # update as a whole by 4-21% of its norm after three steps.
+                err, ref_norm = jnp.linalg.norm(a - b), jnp.linalg.norm(b)
+                assert float(err) <= tol * (float(ref_norm) or 1.0), (fmt, entry.name)
+            else:
+                assert float(jnp.abs(a - b).max()) <= tol * scale, (fmt, entry.name)
 
 
 # Public factories that are wrappers or helpers, not transforms to catalog.
