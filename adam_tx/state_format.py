@@ -156,14 +156,43 @@ class Blockwise(NamedTuple):
         x = quantization.dequantize(q, signed=self.signed)
         return (x if self.signed else x * x).astype(dtype)
 
-    def store(self, value: jax.Array, entry: Any, key=None) -> Any:
+    def coded(self, value: jax.Array) -> jax.Array:
+        """What the codes hold of a moment: the moment, or its square root."""
+        return value if self.signed else jnp.sqrt(value)
+
+    def store(self, value: jax.Array, entry: Any, key=None, absmax=None) -> Any:
+        """The codes of ``value``; ``absmax``: the block maxima of
+        ``coded(value)`` (:func:`block_scales`), when already computed."""
         q = quantization.as_quantized(entry)
         if q is None:
             return value.astype(entry.dtype)
         bits = 4 if isinstance(q, quantization.Nibbles) else 8
-        x = value if self.signed else jnp.sqrt(value)
-        new = quantization.quantize(x, signed=self.signed, bits=bits)
+        new = quantization.quantize(
+            self.coded(value), signed=self.signed, bits=bits, absmax=absmax
+        )
         return quantization.like(entry, new)
+
+
+def quantized(fmt: Any, entry: Any) -> bool:
+    """Whether ``entry`` is kept by ``fmt`` as blockwise codes."""
+    return isinstance(fmt, Blockwise) and quantization.as_quantized(entry) is not None
+
+
+def block_scales(fmts, values, entries) -> list[Any]:
+    """Per moment, the block maxima its codes will be scaled by (None for a
+    moment that is not quantized): those of the moments stored with one block
+    grid in one loop (:func:`~adam_tx.quantization.block_maxima`)."""
+    out: list[Any] = [None] * len(fmts)
+    groups: dict[int, list[int]] = {}
+    for i, (fmt, entry) in enumerate(zip(fmts, entries)):
+        if quantized(fmt, entry):
+            block = _block_size(quantization.as_quantized(entry))
+            groups.setdefault(block, []).append(i)
+    for block, members in groups.items():
+        xs = [fmts[i].coded(values[i]) for i in members]
+        for i, m in zip(members, quantization.block_maxima(xs, block)):
+            out[i] = m
+    return out
 
 
 def _placed(q: Any, param: Any) -> Any:

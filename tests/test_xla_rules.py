@@ -18,7 +18,7 @@ import pytest
 
 from adam_tx._engine.reduce import sums_of_squares
 from adam_tx._engine.xla.once import finite_flag, root
-from adam_tx._engine.xla.ordering import after, entry_after, ordered_after
+from adam_tx._engine.xla.ordering import after, entry_after, ordered_after, shadow
 
 N = 4096
 COPY = rf"f32\[{N}\]\S* copy\("
@@ -135,3 +135,55 @@ def test_lone_sums_go_to_the_library_kernel_variadic_sums_stay_loops():
     # The row sums (2 x N/8 floats) and scalars; the expression itself (N
     # floats) is never stored.
     assert two_c.memory_analysis().temp_size_in_bytes < N * 4 // 2
+
+
+def test_a_reduction_of_a_shadow_keeps_the_encoded_moment_in_registers():
+    """A new moment read by an encoding loop that also reads the moment's
+    block maxima is stored first (a leaf-sized temporary); with the maxima
+    computed from shadows of the moment's inputs, nothing is stored."""
+    table = np.linspace(0.0, 1.0, 256, dtype=np.float32)
+
+    def step(g, codes, use_shadow):
+        def moment(g, codes):
+            decoded = jnp.asarray(table)[codes.astype(jnp.uint32)]
+            return 0.9 * decoded + 0.1 * g
+
+        m = moment(g, codes)
+        src = shadow((g, codes), g[0], salt=0) if use_shadow else (g, codes)
+        r = moment(*src).reshape(-1, 128)
+        maxima = jax.lax.reduce(
+            (jnp.abs(r), -r),
+            (np.float32(0),) * 2,
+            lambda a, b: (jnp.maximum(a[0], b[0]), jnp.maximum(a[1], b[1])),
+            (1,),
+        )
+        scale = jnp.maximum(*maxima)
+        return (m.reshape(-1, 128) / scale[:, None] * 100).astype(jnp.uint8), scale
+
+    g = jnp.full((N,), 0.5, jnp.float32)
+    codes = jnp.full((N,), 7, jnp.uint8)
+    plain, shadowed = (
+        jax.jit(lambda g, c, s=s: step(g, c, s)).lower(g, codes).compile()
+        for s in (False, True)
+    )
+    assert plain.memory_analysis().temp_size_in_bytes >= N * 4
+    assert shadowed.memory_analysis().temp_size_in_bytes < N
+    np.testing.assert_array_equal(
+        jax.jit(lambda g, c: step(g, c, True))(g, codes)[0],
+        jax.jit(lambda g, c: step(g, c, False))(g, codes)[0],
+    )
+
+
+def test_a_gather_read_by_two_loops_is_stored_one_loop_fuses_it():
+    """Decoding by table: XLA:CPU fuses a gather into the loop reading it,
+    but stores it when two loops read it (why the update decodes its own
+    shadow of the old codes)."""
+    table = np.linspace(0.0, 1.0, 256, dtype=np.float32)
+    take = lambda c: jnp.asarray(table)[c.astype(jnp.uint32)]
+    codes = jnp.full((N,), 7, jnp.uint8)
+    g = jnp.full((N,), 0.5, jnp.float32)
+    one = jax.jit(lambda c, g: take(c) * g).lower(codes, g).compile()
+    two = jax.jit(lambda c, g: (take(c) * g, (take(c) * 3).astype(jnp.uint8)))
+    two = two.lower(codes, g).compile()
+    assert one.memory_analysis().temp_size_in_bytes < N
+    assert two.memory_analysis().temp_size_in_bytes >= N * 4

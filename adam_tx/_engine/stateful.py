@@ -18,7 +18,8 @@ from adam_tx._engine import fusion
 from adam_tx._engine.counting import safe_increment, zero_count
 from adam_tx._engine.dtypes import compute_dtype
 from adam_tx._engine.tree import check_float_leaves
-from adam_tx.state_format import needs_key, reads_stored
+from adam_tx._engine.xla.ordering import shadow
+from adam_tx.state_format import block_scales, needs_key, quantized, reads_stored
 
 
 class StepCtx(NamedTuple):
@@ -125,14 +126,42 @@ def counted_transform(
         )
         return c, dtype
 
-    def store(ctx, info, new, entries):
+    def store(ctx, info, new, entries, scales):
         keys = [None] * len(fmts)
         if keyed:
             leaf_key = jax.random.fold_in(ctx.rng, info.index)
             keys = [jax.random.fold_in(leaf_key, i) for i in range(len(fmts))]
         return tuple(
-            fmt.store(v, e, key) for fmt, v, e, key in zip(fmts, new, entries, keys)
+            fmt.store(v, e, key) if s is None else fmt.store(v, e, key, absmax=s)
+            for fmt, v, e, key, s in zip(fmts, new, entries, keys, scales)
         )
+
+    def moments_of(c, g, loaded):
+        return (
+            math.moments(c, g, *loaded)
+            if isinstance(math, SplitMath)
+            else math(c, g, *loaded)[1]
+        )
+
+    def scales_of(ctx, c, g, entries, dtype):
+        """Block scales of the quantized moments, from a second computation
+        of the new moments (:func:`adam_tx._engine.xla.ordering.shadow`): one
+        reduction loop, and no moment stored in a temporary."""
+        if not any(quantized(f, e) for f, e in zip(fmts, entries)):
+            return [None] * len(fmts)
+        g, entries = shadow((g, entries), ctx.count)
+        loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, entries)]
+        return block_scales(fmts, moments_of(c, g, loaded), entries)
+
+    def update_moments(ctx, c, g, entries, new, dtype):
+        """The new moments the update reads: for quantized ones, computed
+        once more from shadows of the old ones, so that XLA decodes them in
+        the update's own loop (it stores a decoding read by two loops)."""
+        if not any(quantized(f, e) for f, e in zip(fmts, entries)):
+            return new
+        g, entries = shadow((g, entries), ctx.count, salt=1)
+        loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, entries)]
+        return math.moments(c, g, *loaded)
 
     # Which moments the update reads as stored (rounded: bfloat16, as
     # PyTorch's bf16 state) rather than as computed (state_format.reads_stored).
@@ -149,11 +178,13 @@ def counted_transform(
         c, dtype = scalars_of(ctx, x, p, info)
         loaded = [fmt.load(e, dtype) for fmt, e in zip(fmts, entries)]
         g = x.astype(dtype)
+        scales = scales_of(ctx, c, g, entries, dtype)
         if not isinstance(math, SplitMath):
             u, new = math(c, g, *loaded)
-            return u, store(ctx, info, new, entries), ()
+            return u, store(ctx, info, new, entries, scales), ()
         new = math.moments(c, g, *loaded)
-        stored = store(ctx, info, new, entries)
+        stored = store(ctx, info, new, entries, scales)
+        new = update_moments(ctx, c, g, entries, new, dtype)
         return update_of(c, g, new, stored, dtype), stored, ()
 
     def guarded_leaf(ctx, x, entries, p, info, ok):
@@ -173,7 +204,7 @@ def counted_transform(
         values = [
             jnp.where(ok, n, o) if f else n for f, n, o in zip(early, new, loaded)
         ]
-        stored = store(ctx, info, values, entries)
+        stored = store(ctx, info, values, entries, scales_of(ctx, c, g, entries, dtype))
         keep = lambda n, o: jnp.where(ok, n, o)
         kept = tuple(
             s if f else jax.tree.map(keep, s, e)
@@ -181,6 +212,7 @@ def counted_transform(
         )
         # On a finite step the kept moments are the stored ones: the update is
         # the unguarded one, bit for bit.
+        new = update_moments(ctx, c, g, entries, new, dtype)
         u = update_of(c, g, new, kept, dtype)
         return jnp.where(ok, u, jnp.zeros_like(u)), kept, ()
 

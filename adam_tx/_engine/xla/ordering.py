@@ -113,3 +113,33 @@ def _first_element(y: jax.Array) -> jax.Array:
         )
         return take(y)
     return jnp.ravel(y)[0]
+
+
+def shadow(tree: Any, y: jax.Array, salt: int = 0) -> Any:
+    """Every array of ``tree``, bit for bit, but computed from the scalar
+    ``y``: values XLA cannot merge with the originals, nor with the shadows
+    of another ``salt`` (``0 <= salt < 16``).
+
+    The XLA behaviour relied on (jax 0.10.2, XLA:CPU): when a loop reads an
+    elementwise expression and also, through a reduction, that expression's
+    maxima (a new moment and its block scales, when the moment is encoded),
+    XLA stores the expression in a leaf-sized temporary and reads it back in
+    both loops. A reduction of the same expression computed from shadows of
+    its inputs is another value: XLA computes it inside the reduction, and
+    again inside the encoding loop, and stores nothing.
+    """
+    bits = jax.lax.bitcast_convert_type(y, jnp.dtype(f"uint{8 * y.dtype.itemsize}"))
+    srl = jax.lax.shift_right_logical
+    # (b >> (16 + salt)) >> 16 is 0 for any 32-bit b; XLA folds neither shift.
+    zero = srl(srl(bits.astype(jnp.uint32), jnp.uint32(16 + salt)), jnp.uint32(16))
+
+    def one(x):
+        if not isinstance(x, jax.Array) or not x.shape:
+            return x
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            return or_zero_bits(x, zero)
+        if jnp.issubdtype(x.dtype, jnp.integer):
+            return x | zero.astype(x.dtype)
+        return x
+
+    return jax.tree.map(one, tree)
