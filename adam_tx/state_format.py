@@ -283,9 +283,11 @@ def reads_stored(fmt: Any) -> bool:
     temporaries and 3x the float32 step time at 16M parameters (XLA:CPU, jax
     0.10.2). For float32 moments both are the same value.
 
-    Blockwise codes are not read back: XLA:CPU fuses the encoding into the
-    update's loop whatever it reads, so decoding the stored codes would only
-    add work, and the update uses the moment before quantization (its error
-    enters from the next step on).
+    Blockwise codes are not read back: the update uses the moment before
+    quantization (its error enters from the next step on), recomputed in the
+    update's own loop from the old codes; the encoding loops run apart from
+    it (block scales first, from one variadic max over both moments), so the
+    old codes are the only thing XLA copies (1 byte per element and moment;
+    ``tests/test_fast_path.py`` pins it).
     """
     return not isinstance(fmt, Blockwise)
