@@ -252,7 +252,11 @@ def _take(table: np.ndarray, index: jax.Array) -> jax.Array:
     0.10.2) fuses the gather into the loop around it and reads the table from
     cache, faster than any chain of selects."""
     index = index.astype(jnp.uint32)  # no negative indices to wrap
-    return jnp.asarray(table).at[index].get(mode="promise_in_bounds")
+    # On an explicit-axis mesh the gather's output sharding is not inferred
+    # from a replicated table and a sharded index: it is the index's.
+    sharding = placement.explicit_sharding(index)
+    out = {} if sharding is None else {"out_sharding": sharding}
+    return jnp.asarray(table).at[index].get(mode="promise_in_bounds", **out)
 
 
 def _f32(x: float) -> np.float32:
