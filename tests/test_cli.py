@@ -97,6 +97,16 @@ def _wait_for(predicate, proc, timeout=240):
         time.sleep(0.05)
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """In the child before exec: SIGINT unblocked and at its default action,
+    as a shell starts a command. A child inherits its parent's ignored
+    signals and signal mask, and Python installs no KeyboardInterrupt handler
+    when SIGINT starts ignored: under pytest-xdist (CI) the children of one
+    worker ignored SIGINT and ran on for the whole timeout."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("moment", ["startup", "training"])
 def test_ctrl_c_exits_130_without_traceback(tmp_path, moment):
     """SIGINT to a real process: once the corpus is read (the model's
@@ -108,6 +118,7 @@ def test_ctrl_c_exits_130_without_traceback(tmp_path, moment):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_sigint_as_in_a_terminal,
     )
     try:
         metrics = out / "metrics.jsonl"
