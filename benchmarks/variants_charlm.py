@@ -40,6 +40,7 @@ import datetime
 import json
 import math
 import os
+import pathlib
 import platform
 import statistics
 import sys
@@ -55,6 +56,7 @@ import optax
 import adam_tx
 from adam_tx import charlm
 from adam_tx import variants as V
+from adam_tx._app.bench import load_average, replace_block
 
 SECTION = "## Adam variants on the char LM (issue 12)"
 BEGIN = "<!-- variants_charlm:begin -->"
@@ -228,13 +230,6 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else math.inf
 
 
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
-
-
 def summarise(record: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per optimizer with any finished run (and the int4 row)."""
     runs, lrs = record["runs"], record["lrs"]
@@ -314,20 +309,7 @@ def write_markdown(path: str, table: str, record: dict[str, Any]) -> None:
         f"load average {record['load_start']} at the start, {load_average()} at "
         f"the end; {record['seconds']:.0f} s.\n\n{table}\n{END}"
     )
-    text = "# Benchmarks\n"
-    if os.path.exists(path):
-        with open(path) as f:
-            text = f.read()
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    elif SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        text = head + SECTION + "\n\n" + block + "\n" + rest
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
-    with open(path, "w") as f:
-        f.write(text)
+    replace_block(pathlib.Path(path), block, SECTION, BEGIN, END)
 
 
 def _dump(path: str | None, record: dict[str, Any]) -> None:

@@ -354,6 +354,15 @@ def write_markdown(
         f"optax {optax.__version__}; {load}. Medians of interleaved steps, "
         f"parameters and state donated.\n\n{table}\n{end}"
     )
+    replace_block(path, block, section, begin, end)
+
+
+def replace_block(
+    path: pathlib.Path, block: str, section: str, begin: str, end: str
+) -> None:
+    """Put ``block`` (which starts with ``begin`` and ends with ``end``) in
+    ``path``: in place of the previous one, else at the top of ``section``,
+    else in a new ``section`` at the end; the rest of the file is kept."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
