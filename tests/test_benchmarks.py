@@ -26,6 +26,25 @@ def test_leaf_sizes_sum_to_the_size():
     assert step_speed.parse_size("16M") == 16_000_000
 
 
+def test_a_jax_step_blocked_on_one_output_has_all_its_outputs_ready():
+    """The step-speed contenders block on their first parameter only: this
+    pins the PJRT behaviour that makes that time the whole step (the outputs
+    of one execution become ready together). The first leaf is tiny and the
+    others large, so outputs readied one by one would show up here."""
+    import jax
+
+    import adam_tx
+    from adam_tx._app import bench
+
+    tx = adam_tx.chain(adam_tx.clip_by_global_norm(1.0), adam_tx.adamw(1e-3))
+    contender = bench.JaxContender(tx, [8, (512, 512), (512, 512), (512, 512)])
+    assert contender.first_output().shape == (8,)
+    for _ in range(5):
+        contender.step()
+        outputs = jax.tree.leaves((contender.params, contender.state))
+        assert all(x.is_ready() for x in outputs)
+
+
 @pytest.mark.slow
 def test_step_speed_tiny_run_writes_json_and_markdown(tmp_path):
     step_speed = _load("step_speed")
