@@ -26,7 +26,7 @@ from adam_tx.adam import (
     first_moment_direction,
 )
 from adam_tx.bias_correction import debias
-from adam_tx.moments import adaptive_step, ema, ema_sq
+from adam_tx.moments import abs_sq, adaptive_step, ema, ema_plus
 from adam_tx.state_format import moment_format
 
 
@@ -98,7 +98,8 @@ def scale_by_belief(
 
     def moments(c, g, m, s):
         m = ema(m, g, c.hp["b1"], c.hp["1-b1"])
-        return m, ema_sq(s, g - m, c.hp["b2"], c.hp["1-b2"]) + c.hp["eps_root"]
+        s = ema_plus(s, abs_sq(g - m), c.hp["b2"], c.hp["1-b2"], c.hp["eps_root"])
+        return m, s
 
     def update(c, g, m, s):
         m_hat = first_moment_direction(c, m, g, bias_correction=True, nesterov=nesterov)

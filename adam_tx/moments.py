@@ -24,6 +24,23 @@ def ema(moment: jax.Array, x: jax.Array, decay, one_minus_decay) -> jax.Array:
     return decay * moment + one_minus_decay * x
 
 
+def ema_plus(
+    moment: jax.Array, x: jax.Array, decay, one_minus_decay, floor
+) -> jax.Array:
+    """An EMA with a constant added at each step:
+    ``m_t = b m_{t-1} + ((1 - b) x_t + c)``.
+
+    The constant joins the new term before the sum, not after it (``b m +
+    (1 - b) x + c`` in optax's AdaBelief): the two differ by at most one
+    rounding of the sum, and only where ``c`` is not below half an ulp of it.
+    Added last, XLA:CPU (jax 0.10.2) recomputes the new moment inside the
+    parameter's loop from the old one, which the moment's own loop overwrites
+    in place, so it copies the donated moment every step
+    (``tests/test_fast_path.py`` counts the copies).
+    """
+    return decay * moment + (one_minus_decay * x + floor)
+
+
 def abs_sq(x: jax.Array) -> jax.Array:
     """``|x|^2`` elementwise: ``x^2`` for real ``x``, ``re(x)^2 + im(x)^2`` for
     complex ``x`` (``x * x`` would rotate a complex gradient's phase into the

@@ -62,11 +62,10 @@ CATALOG: list[Entry] = [
     _adam_family("nadam", 4),
     _adam_family("nadamw", 4),
     _adam_family("amsgrad", 5),
-    # AdaBelief's s_t reads the new m_t; XLA recomputes s_t inside the
-    # parameter loop from the old s and so copies the donated moments (one
-    # extra pass). Known, not yet fixed: an optimization_barrier on the new
-    # moments does not stop it.
-    _adam_family("adabelief", 5, copies=2),
+    # AdaBelief: no copy only because eps_root joins the new term before the
+    # sum (adam_tx.moments.ema_plus); added last, XLA recomputed s_t in the
+    # parameter loop and copied the donated moments.
+    _adam_family("adabelief", 4),
     _adam_family("adamax", 4),
     Entry("rmsprop", lambda: adam_tx.rmsprop(1e-2), passes=3, optax=optax.rmsprop),
     Entry(
