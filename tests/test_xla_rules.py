@@ -187,3 +187,27 @@ def test_a_gather_read_by_two_loops_is_stored_one_loop_fuses_it():
     two = two.lower(codes, g).compile()
     assert one.memory_analysis().temp_size_in_bytes < N
     assert two.memory_analysis().temp_size_in_bytes >= N * 4
+
+
+def test_a_constant_added_after_a_moment_sum_makes_xla_copy_the_moment():
+    """AdaBelief's ``s = b s + (1 - b) d^2 + eps_root``: with the constant added
+    last, XLA recomputes the new ``s`` in the parameter's loop from the old
+    one, which the moment's loop overwrites in place, so it copies the donated
+    moment; joined to the new term first (``adam_tx.moments.ema_plus``) the
+    parameter's loop reads the stored moment."""
+    from adam_tx.moments import ema_plus
+
+    def step(joined):
+        def f(p, m, s, g):
+            m = 0.9 * m + 0.1 * g
+            d2 = (g - m) * (g - m)
+            if joined:
+                s = ema_plus(s, d2, 0.999, 0.001, 1e-16)
+            else:
+                s = 0.999 * s + 0.001 * d2 + 1e-16
+            return p - 1e-3 * m / (jnp.sqrt(s) + 1e-8), m, s
+
+        return f
+
+    assert re.search(COPY, _compiled(step(False), 4, (0, 1, 2)).as_text())
+    assert not re.search(COPY, _compiled(step(True), 4, (0, 1, 2)).as_text())
