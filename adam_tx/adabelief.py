@@ -35,7 +35,7 @@ class ScaleByBeliefState(NamedTuple):
     ``s``.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
     nu: Any
     hyperparams: dict

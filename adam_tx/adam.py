@@ -32,7 +32,7 @@ from adam_tx.state_format import moment_format
 class ScaleByAdamState(NamedTuple):
     """State of :func:`scale_by_adam`: count first, as in optax."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
     nu: Any
     hyperparams: dict

@@ -30,7 +30,7 @@ class ScaleByAdamaxState(NamedTuple):
     infinity norm ``u``.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
     nu: Any
     hyperparams: dict

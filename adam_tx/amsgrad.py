@@ -38,7 +38,7 @@ class ScaleByAmsgradState(NamedTuple):
     maximum.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
     nu: Any
     nu_max: Any

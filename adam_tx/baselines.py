@@ -45,7 +45,7 @@ from adam_tx.state_format import moment_format
 class ScaleByRmsState(NamedTuple):
     """State of :func:`scale_by_rms`: the step count and the mean of squares."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     nu: Any
     hyperparams: dict
 
@@ -53,7 +53,7 @@ class ScaleByRmsState(NamedTuple):
 class ScaleByStddevState(NamedTuple):
     """State of the centered :func:`scale_by_rms`: the mean and the mean of squares."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
     nu: Any
     hyperparams: dict
@@ -62,7 +62,7 @@ class ScaleByStddevState(NamedTuple):
 class ScaleByAdagradState(NamedTuple):
     """State of :func:`scale_by_adagrad`: the step count and the sum of squares."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     sum_of_squares: Any
     hyperparams: dict
 
@@ -70,7 +70,7 @@ class ScaleByAdagradState(NamedTuple):
 class TraceState(NamedTuple):
     """State of :func:`trace` (momentum): the step count and the momentum buffer."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     trace: Any
     hyperparams: dict
 

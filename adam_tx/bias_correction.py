@@ -38,7 +38,7 @@ class _StepCtx(NamedTuple):
     """One step of :func:`bias_correction`: the new count, the rates in force
     and the correction ``1 - decay**t``."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     hp: dict[str, jax.Array]
     correction: jax.Array
 
@@ -46,7 +46,7 @@ class _StepCtx(NamedTuple):
 class BiasCorrectionState(NamedTuple):
     """State of :func:`bias_correction`: the step count and the decay rate."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     hyperparams: dict
 
 

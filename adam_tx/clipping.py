@@ -34,7 +34,7 @@ from adam_tx.moments import abs_sq
 class ClipState(NamedTuple):
     """State of :func:`clip`: the step count and the bound in force."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     hyperparams: dict
 
 
@@ -58,7 +58,7 @@ class _GlobalNormCtx(NamedTuple):
 class AdaptiveGradClipState(NamedTuple):
     """State of :func:`adaptive_grad_clip`: the step count and its hyperparameters."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     hyperparams: dict
 
 

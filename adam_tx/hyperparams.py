@@ -23,7 +23,7 @@ One source of truth per hyperparameter, decided by what the factory is given:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adam_tx._engine.dtypes import hyper_dtype
+from adam_tx._engine.typing import ScalarOrSchedule
 from adam_tx._engine.validate import check_value, is_schedule
 
 
@@ -44,7 +45,7 @@ class Hyper(NamedTuple):
     """
 
     name: str
-    value: float | Callable[[jax.Array], jax.Array]
+    value: ScalarOrSchedule
     complement: bool = False
 
 

@@ -23,7 +23,7 @@ from adam_tx._engine.validate import check_callable, check_nonnegative
 class ScaleByLearningRateState(NamedTuple):
     """State of :func:`scale_by_learning_rate`: the step count and the rate in force."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     hyperparams: dict
 
 
@@ -35,7 +35,7 @@ hyperparams.register_ranges(
 class ScaleByScheduleState(NamedTuple):
     """State of :func:`scale_by_schedule`: the step count and the scale in force."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     hyperparams: dict
 
 

@@ -77,7 +77,7 @@ class TrackStatsState(NamedTuple):
 
     update_norm: jax.Array
     param_norm: jax.Array
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     norms_step: jax.Array
     countdown: jax.Array
 
@@ -267,7 +267,7 @@ def stats(opt_state: Any) -> dict[str, jax.Array]:
         out["update_param_ratio"] = tracked.update_norm / jnp.where(zero, 1, p_norm)
         out["norms_step"] = tracked.norms_step
     if guards:
-        out["skipped_steps"] = sum(
+        out["skipped_steps"] = sum(  # type: ignore[assignment]  # guards is non-empty
             n.total if isinstance(n, SkipNonfiniteState) else n.overflows
             for n in guards
         )

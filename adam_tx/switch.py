@@ -48,7 +48,7 @@ class SwitchState(NamedTuple):
     ``at_step``: the step at which ``second`` takes over (kept in the state so
     that :func:`adam_tx.stats` reports the optimizer in force)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     first: Any
     second: Any
     swats_lr: jax.Array

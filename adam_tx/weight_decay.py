@@ -31,7 +31,7 @@ DEFAULT_EXCLUDE = ("bias", "scale", "norm", "embed")
 class AddDecayedWeightsState(NamedTuple):
     """State of :func:`add_decayed_weights`: the step count and the rate in force."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     hyperparams: dict
 
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 def hyper_dtype() -> jnp.dtype:
     """The dtype of hyperparameters and schedule values."""
-    return jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    return jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)  # type: ignore[attr-defined]  # a jax config flag
 
 
 def compute_dtype(dtype) -> jnp.dtype:

@@ -71,7 +71,9 @@ def zeros_like(param: Any, dtype: Any = None) -> jax.Array:
     return jnp.zeros(jnp.shape(param), dtype)
 
 
-def params_mesh(params: Any) -> jax.sharding.Mesh | None:
+def params_mesh(
+    params: Any,
+) -> jax.sharding.Mesh | jax.sharding.AbstractMesh | None:
     """The mesh of the first committed, multi-device-sharded parameter."""
     for leaf in jax.tree.leaves(params):
         if is_tracer(leaf) or not isinstance(leaf, jax.Array):

@@ -25,7 +25,7 @@ from adam_tx.state_format import block_scales, needs_key, quantized, reads_store
 class StepCtx(NamedTuple):
     """Per-step scalars: the new count, hyperparameters in force, and extras."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     hp: dict[str, jax.Array]
     scalars: dict[str, jax.Array]
     static: Any = None
@@ -69,7 +69,7 @@ def counted_transform(
     state_cls: type,
     hypers: tuple[hyperparams.Hyper, ...],
     formats: dict[str, Any],
-    math: Callable[..., tuple[jax.Array, tuple[jax.Array, ...]]],
+    math: SplitMath | Callable[..., tuple[jax.Array, tuple[jax.Array, ...]]],
     *,
     scalars: Callable[[dict, jax.Array], dict] = lambda hp, count: {},
     needs_params: bool = False,

@@ -51,7 +51,7 @@ def check_same_structure(
     Shapes are compared too: a gradient of the wrong shape would otherwise fail
     deep inside XLA with a message that names no parameter.
     """
-    same = jax.tree.structure(expected) == jax.tree.structure(got)
+    same = jax.tree.structure(expected) == jax.tree.structure(got)  # type: ignore[operator]  # jax's stub; PyTreeDef has ==
     if same and shapes:
         for le, lg in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
             if jnp.shape(le) != jnp.shape(lg):

@@ -23,7 +23,7 @@ def moment_formats(
     unsigned: dict[str, str],
     dtypes: dict[str, Any],
     state_format: str,
-    seed: int,
+    seed: int | None,
 ) -> dict[str, Any]:
     """The storage format of each moment field, in state-field order.
 
@@ -42,7 +42,9 @@ def moment_formats(
     return out
 
 
-def adam_formats(mu_dtype, nu_dtype, state_format: str, seed: int) -> dict[str, Any]:
+def adam_formats(
+    mu_dtype, nu_dtype, state_format: str, seed: int | None
+) -> dict[str, Any]:
     """``{"mu": ..., "nu": ...}``: Adam's two moments, as scale_by_adam stores them."""
     return moment_formats(
         {"mu": "mu_dtype"},

@@ -49,7 +49,7 @@ class ScaleByAdemamixState(NamedTuple):
     ``count``, with the same values.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     m1: Any
     m2: Any
     nu: Any

@@ -44,7 +44,7 @@ from adam_tx.variants._common import (
 class ScaleByAdoptState(NamedTuple):
     """State of :func:`scale_by_adopt` (optax keeps a ScaleByAdamState)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
     nu: Any
     hyperparams: dict

@@ -37,7 +37,7 @@ from adam_tx.variants._common import adam_formats, nonnegative_decay
 class ScaleByAdamAtan2State(NamedTuple):
     """State of :func:`scale_by_adam_atan2`: the step count and Adam's two moments."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
     nu: Any
     hyperparams: dict

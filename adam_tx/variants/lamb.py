@@ -38,7 +38,7 @@ from adam_tx.variants._common import nonnegative_decay
 class ScaleByTrustRatioState(NamedTuple):
     """State of :func:`scale_by_trust_ratio`: the step count and its hyperparameters."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     hyperparams: dict
 
 

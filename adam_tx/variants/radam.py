@@ -51,7 +51,7 @@ EPS_CONVENTIONS = ("optax", "torch")
 class ScaleByRAdamState(NamedTuple):
     """State of :func:`scale_by_radam`: count first, as optax's ScaleByAdamState."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
     nu: Any
     hyperparams: dict

@@ -51,7 +51,7 @@ class ScaleByScheduleFreeState(NamedTuple):
     """State of :func:`scale_by_schedule_free`: ``z``, and the running maximum
     of the learning rate and the sum of the averaging weights."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     z: Any
     hyperparams: dict
     max_lr: jax.Array | None = None
@@ -61,7 +61,7 @@ class ScaleByScheduleFreeState(NamedTuple):
 class ScaleByRmsDebiasedState(NamedTuple):
     """State of :func:`scale_by_rms_debiased`: the step count and the second moment."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     nu: Any
     hyperparams: dict
     rng: Any = None  # PRNG key, only with state_format="stochastic"

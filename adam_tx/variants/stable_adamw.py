@@ -49,7 +49,7 @@ from adam_tx.variants._common import (
 class ScaleByStableAdamState(NamedTuple):
     """State of :func:`scale_by_stable_adam`: the step count and Adam's two moments."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
     nu: Any
     hyperparams: dict

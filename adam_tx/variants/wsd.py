@@ -131,5 +131,5 @@ def wsd_schedule(
         cooled = end + (peak - end) * cooldown_shape(x, cooldown)
         return jnp.where(x > 0, cooled, value).astype(hyper_dtype())
 
-    schedule.horizon = total_steps
+    schedule.horizon = total_steps  # type: ignore[attr-defined]  # read by schedule users
     return schedule
