@@ -36,7 +36,8 @@ def ema_plus(
     Added last, XLA:CPU (jax 0.10.2) recomputes the new moment inside the
     parameter's loop from the old one, which the moment's own loop overwrites
     in place, so it copies the donated moment every step
-    (``tests/test_fast_path.py`` counts the copies).
+    (``tests/test_xla_rules.py`` pins that; ``tests/test_conformance.py``
+    counts AdaBelief's copies).
     """
     return decay * moment + (one_minus_decay * x + floor)
 

@@ -117,6 +117,7 @@ class JaxContender:
             f"p{i:04d}": jnp.asarray(rng.standard_normal(_shape(n), np.float32))
             for i, n in enumerate(sizes)
         }
+        self.first_key = min(self.params)  # jax's first leaf: keys sort
         self.grads = {
             k: jnp.asarray(1e-3 * rng.standard_normal(v.shape, np.float32))
             for k, v in self.params.items()
@@ -153,8 +154,9 @@ class JaxContender:
         jax.block_until_ready(self.first_output())
 
     def first_output(self) -> jax.Array:
-        """The array the step blocks on: the first parameter leaf."""
-        return jax.tree.leaves(self.params)[0]
+        """The array the step blocks on: the first parameter leaf, looked up
+        by its key (flattening 1000 leaves takes 0.3 ms, inside the timing)."""
+        return self.params[self.first_key]
 
 
 class TorchContender:
